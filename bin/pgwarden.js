@@ -1,0 +1,10 @@
+#!/usr/bin/env node
+// pgwarden's command line. Runs the TypeScript sources through tsx (a dependency), so
+// `npm install && npx pgwarden demo` needs no build step and never runs stale output.
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { tsImport } from 'tsx/esm/api';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { main } = await tsImport(pathToFileURL(join(root, 'cli', 'main.ts')).href, import.meta.url);
+process.exitCode = await main(process.argv.slice(2));

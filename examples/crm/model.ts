@@ -1,0 +1,142 @@
+/**
+ * The reference CRM's permission model (SCENARIO.md). `pgwarden demo` and the behaviour tests
+ * run it; examples/crm/model.yaml says the same in YAML.
+ */
+import { defineModel, table } from '../../src/model/define.js';
+import { contacts, contracts, customers, deals } from './schema.js';
+
+const SEES_CUSTOMERS = [
+  'sales_rep',
+  'sales_manager',
+  'sales_director',
+  'support_agent',
+  'finance',
+  'marketing',
+] as const;
+
+export default defineModel({
+  name: 'crm',
+  schemas: { protected: 'crm', exposed: 'crm_api' },
+  roles: {
+    authenticator: 'crm_app',
+    tableOwner: 'crm_owner',
+    viewOwner: 'crm_api_owner',
+    people: 'crm_people',
+  },
+  jobs: {
+    sales_rep: { description: 'sells to their own customers' },
+    sales_manager: { description: 'manages a sales unit' },
+    sales_director: { description: 'runs all of sales', privileged: true },
+    support_agent: { description: 'helps active customers' },
+    finance: { description: 'handles contracts and money' },
+    marketing: { description: 'plans campaigns over leads and active customers' },
+    compliance_officer: { description: 'approves exports and privileged grants', privileged: true },
+    crm_admin: { description: 'manages people and access; reads no customer data', admin: true },
+    auditor: { description: 'reads audit data; no customer data', privileged: true },
+  },
+  tables: {
+    customers: table(customers, {
+      key: 'id',
+      owner: 'owner',
+      pool: 'in_pool',
+      grantable: ['region', 'customer_type', 'status'],
+      rules: [
+        { jobs: ['sales_rep'], commands: ['select'], scopes: ['own', 'shared', 'pool'] },
+        { jobs: ['sales_rep'], commands: ['insert', 'update'], scopes: ['own'] },
+        {
+          jobs: ['sales_manager', 'sales_director'],
+          commands: ['select'],
+          scopes: ['subtree', 'pool'],
+        },
+        { jobs: ['sales_manager', 'sales_director'], commands: ['insert', 'update'], scopes: ['subtree'] },
+        { jobs: ['support_agent'], commands: ['select'], scopes: [{ filter: "status = 'active'" }] },
+        {
+          jobs: ['finance'],
+          commands: ['select'],
+          scopes: [
+            { filter: 'EXISTS (SELECT FROM crm.contracts k WHERE k.customer_id = customers.id)' },
+          ],
+        },
+        { jobs: ['marketing'], commands: ['select'], scopes: [{ filter: "status IN ('lead', 'active')" }] },
+        { jobs: ['*'], commands: ['select'], scopes: ['granted'] },
+      ],
+      cells: {
+        phone: {
+          pool: 'hidden',
+          own: 'full',
+          subtree: 'full',
+          shared: 'mask:phone',
+          'job:support_agent': 'mask:phone',
+          granted: 'mask:phone',
+          default: 'hidden',
+        },
+        email: {
+          pool: 'hidden',
+          own: 'full',
+          subtree: 'full',
+          shared: 'full',
+          'job:support_agent': 'full',
+          granted: 'mask:email',
+          default: 'hidden',
+        },
+        id_number: {
+          pool: 'hidden',
+          own: 'mask:id_number',
+          subtree: 'mask:id_number',
+          default: 'hidden',
+        },
+        address: {
+          pool: 'hidden',
+          own: 'full',
+          subtree: 'full',
+          shared: 'full',
+          default: 'hidden',
+        },
+      },
+    }),
+    contacts: table(contacts, {
+      rules: [
+        {
+          jobs: ['*'],
+          commands: ['select'],
+          scopes: [{ parent: { column: 'customer_id', table: 'customers' } }],
+        },
+        {
+          jobs: ['sales_rep'],
+          commands: ['insert', 'update'],
+          scopes: [{ parent: { column: 'customer_id', table: 'customers', via: ['own'] } }],
+        },
+        {
+          jobs: ['sales_manager', 'sales_director'],
+          commands: ['insert', 'update'],
+          scopes: [{ parent: { column: 'customer_id', table: 'customers', via: ['subtree'] } }],
+        },
+      ],
+    }),
+    deals: table(deals, {
+      owner: 'owner',
+      rules: [
+        {
+          jobs: ['*'],
+          commands: ['select'],
+          scopes: [{ parent: { column: 'customer_id', table: 'customers' } }],
+        },
+        { jobs: ['sales_rep'], commands: ['insert', 'update'], scopes: ['own'] },
+        { jobs: ['sales_manager', 'sales_director'], commands: ['insert', 'update'], scopes: ['subtree'] },
+      ],
+      cells: {
+        amount: { own: 'full', subtree: 'full', 'job:finance': 'full', default: 'hidden' },
+      },
+    }),
+    contracts: table(contracts, {
+      rules: [
+        {
+          jobs: [...SEES_CUSTOMERS.filter((j) => j.startsWith('sales'))],
+          commands: ['select'],
+          scopes: [{ parent: { column: 'customer_id', table: 'customers', via: ['own', 'subtree'] } }],
+        },
+        { jobs: ['finance'], commands: ['select', 'insert', 'update'], scopes: ['all'] },
+      ],
+    }),
+  },
+});

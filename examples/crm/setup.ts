@@ -1,0 +1,51 @@
+/**
+ * Builds the reference CRM in a database: tables (schema.sql, as drizzle-kit generates them),
+ * the pgwarden model applied, and the seed. Used by `pgwarden demo` and the behaviour tests.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type postgres from 'postgres';
+import { apply } from '../../src/apply/index.js';
+import { compile } from '../../src/compile/index.js';
+import { canonicalJson, sha256 } from '../../src/catalog/fingerprint.js';
+import type { Model } from '../../src/model/types.js';
+import { validateModel } from '../../src/model/validate.js';
+import input from './model.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const CRM_DIR = here;
+
+export async function crmModel(): Promise<Model> {
+  const { model, problems } = await validateModel(input);
+  if (!model) throw new Error(`examples/crm/model.ts is invalid: ${JSON.stringify(problems, null, 2)}`);
+  return model;
+}
+
+export function readCrmFile(name: 'schema.sql' | 'seed.sql'): string {
+  return readFileSync(join(here, name), 'utf8');
+}
+
+export interface SetupResult {
+  model: Model;
+  tablesCreated: boolean;
+  seeded: boolean;
+}
+
+/** Idempotent: creates the tables if schema crm is missing, applies the model, seeds if nobody exists yet. */
+export async function setupCrm(db: postgres.Sql, options: { rolePrefix?: string } = {}): Promise<SetupResult> {
+  const model = await crmModel();
+  const [{ exists } = { exists: false }] = await db<{ exists: boolean }[]>`SELECT to_regclass('crm.customers') IS NOT NULL AS exists`;
+  if (!exists) await db.begin((tx) => tx.unsafe(readCrmFile('schema.sql')).simple());
+  await apply(db, compile(model, { rolePrefix: options.rolePrefix ?? '' }), {
+    modelName: model.name,
+    modelHash: sha256(canonicalJson(model)),
+  });
+  const [{ n } = { n: 0 }] = await db<{ n: number }[]>`SELECT count(*)::int AS n FROM pgwarden.people`;
+  let seeded = false;
+  if (n === 0) {
+    await db.begin((tx) => tx.unsafe(readCrmFile('seed.sql')).simple());
+    seeded = true;
+  }
+  return { model, tablesCreated: !exists, seeded };
+}

@@ -1,0 +1,97 @@
+/**
+ * apply: the whole plan in one transaction under an advisory lock; records what it applied.
+ * On any failure the transaction rolls back and the error names the step.
+ */
+import type postgres from 'postgres';
+import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
+import type { CatalogObject } from '../catalog/objects.js';
+import { introspect } from '../introspect/index.js';
+import { type Plan, type PlanStep, diff } from '../plan/index.js';
+import { PgwardenError } from '../errors.js';
+
+/** pg_advisory_xact_lock key shared by every pgwarden apply ("pgwarden" as hex bytes). */
+export const APPLY_LOCK_KEY = '8103780893474906990';
+
+export interface ApplyOptions {
+  modelName: string;
+  modelHash: string;
+  /** e.g. '10s'; how long to wait for the advisory lock and table locks */
+  lockTimeout?: string;
+  /** called with the plan computed under the lock; return false to abort (nothing changes) */
+  confirm?: (plan: Plan) => boolean | Promise<boolean>;
+}
+
+export interface ApplyResult {
+  plan: Plan;
+  applied: boolean;
+}
+
+export class ApplyAborted extends Error {}
+
+export async function planAgainst(db: postgres.Sql, desired: readonly CatalogObject[]): Promise<Plan> {
+  return await db.begin(async (tx) => {
+    await tx.unsafe('SET TRANSACTION READ ONLY');
+    const live = await introspect(tx, desired);
+    return diff(desired, live);
+  });
+}
+
+export async function apply(db: postgres.Sql, desired: readonly CatalogObject[], options: ApplyOptions): Promise<ApplyResult> {
+  try {
+    return await db.begin(async (tx) => {
+      await tx.unsafe(`SET LOCAL lock_timeout = ${quoteTimeout(options.lockTimeout ?? '10s')}`);
+      await tx.unsafe('SET LOCAL search_path = pg_catalog, pg_temp');
+      await tx.unsafe(`SELECT pg_catalog.pg_advisory_xact_lock(${APPLY_LOCK_KEY})`);
+      const live = await introspect(tx, desired);
+      const plan = diff(desired, live);
+      if (plan.steps.length === 0) return { plan, applied: false };
+      if (options.confirm && !(await options.confirm(plan))) throw new ApplyAborted('apply cancelled; nothing was changed');
+      for (const [i, s] of plan.steps.entries()) await runStep(tx, s, i, plan.steps.length);
+      await record(tx, plan, options);
+      return { plan, applied: true };
+    });
+  } catch (e) {
+    if (e instanceof ApplyAborted || e instanceof PgwardenError) throw e;
+    const err = e as { code?: string; message?: string };
+    if (err.code === '55P03') {
+      throw new PgwardenError('lock_timeout', 'another pgwarden apply (or a long transaction) holds a lock this apply needs; nothing was changed', 'Wait for it to finish, or raise --lock-timeout.', e);
+    }
+    throw e;
+  }
+}
+
+async function runStep(tx: postgres.TransactionSql, s: PlanStep, i: number, n: number): Promise<void> {
+  for (const statement of s.sql) {
+    try {
+      await tx.unsafe(statement).simple();
+    } catch (e) {
+      const err = e as { message?: string; detail?: string; hint?: string };
+      throw new PgwardenError(
+        'apply_step_failed',
+        `step ${i + 1}/${n} failed: ${s.summary}\n  server said: ${err.message ?? String(e)}${err.detail ? `\n  detail: ${err.detail}` : ''}\n  SQL: ${statement.split('\n').slice(0, 12).join('\n       ')}`,
+        err.hint ?? 'Nothing was changed: the whole apply was rolled back. Fix the cause and run pgwarden apply again.',
+        e,
+      );
+    }
+  }
+}
+
+async function record(tx: postgres.TransactionSql, plan: Plan, options: ApplyOptions): Promise<void> {
+  for (const s of plan.steps) {
+    if (s.action === 'drop') {
+      await tx`DELETE FROM pgwarden.applied_objects WHERE key = ${s.key}`;
+    } else {
+      await tx`INSERT INTO pgwarden.applied_objects (key, kind, fingerprint, definition)
+        VALUES (${s.key}, ${s.kind}, ${fingerprint(s.object)}, ${canonicalJson(s.object)})
+        ON CONFLICT (key) DO UPDATE SET kind = EXCLUDED.kind, fingerprint = EXCLUDED.fingerprint,
+          definition = EXCLUDED.definition, applied_at = now()`;
+    }
+  }
+  const summary = plan.steps.map((s) => ({ op: s.op, key: s.key, reason: s.reason, effect: s.effect }));
+  await tx`INSERT INTO pgwarden.applies (model_name, model_hash, plan) VALUES (${options.modelName}, ${options.modelHash}, ${tx.json(summary)})`;
+}
+
+function quoteTimeout(t: string): string {
+  if (!/^\d+(ms|s|min)?$/.test(t)) throw new PgwardenError('invalid_option', `--lock-timeout ${JSON.stringify(t)} is not a duration`, 'Use e.g. 500ms, 10s or 1min.');
+  return `'${t}'`;
+}

@@ -1,0 +1,37 @@
+/** The versioned runtime catalog files of sql/, read once. */
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface CatalogMigration {
+  version: number;
+  file: string;
+  sql: string;
+}
+
+function sqlDir(): string {
+  // src/compile -> ../../sql ; dist/src/compile -> ../../../sql
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'sql');
+    try {
+      if (readdirSync(candidate).some((f) => /^\d{3}_.*\.sql$/.test(f))) return candidate;
+    } catch {
+      // keep looking upwards
+    }
+    dir = dirname(dir);
+  }
+  throw new Error('pgwarden: cannot find its sql/ folder next to the package');
+}
+
+let cache: CatalogMigration[] | null = null;
+
+export function loadCatalogMigrations(): CatalogMigration[] {
+  if (cache) return cache;
+  const dir = sqlDir();
+  cache = readdirSync(dir)
+    .filter((f) => /^\d{3}_.*\.sql$/.test(f))
+    .sort()
+    .map((file) => ({ version: Number(file.slice(0, 3)), file, sql: readFileSync(join(dir, file), 'utf8') }));
+  return cache;
+}

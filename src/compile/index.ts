@@ -1,0 +1,303 @@
+/**
+ * compile: Model -> desired catalog objects. Pure: no database, deterministic order.
+ */
+import type {
+  CatalogObject,
+  FunctionObject,
+  GrantObject,
+  PolicyObject,
+  ViewObject,
+} from '../catalog/objects.js';
+import { sortObjects } from '../catalog/objects.js';
+import type { Cell, Command, Level, Model, RowRelation, TableModel } from '../model/types.js';
+import { COMMANDS } from '../model/types.js';
+import { type Sql, ident, join, qualified, sql, unsafeRaw } from '../sql/fragment.js';
+import { typeName } from '../sql/render.js';
+import { loadCatalogMigrations } from './catalog-sql.js';
+import {
+  CURRENT_USER,
+  type PredicateContext,
+  col,
+  commandPredicate,
+  hasJob,
+  or,
+  parentKeysFunction,
+  relationPredicate,
+} from './predicates.js';
+
+export interface CompileOptions {
+  /** prepended to every role name pgwarden creates (tests use one per database) */
+  rolePrefix?: string;
+}
+
+export interface RoleNames {
+  authenticator: string;
+  tableOwner: string;
+  viewOwner: string;
+  people: string;
+  catalogOwner: string;
+}
+
+export function roleNames(model: Model, options: CompileOptions = {}): RoleNames {
+  const p = options.rolePrefix ?? '';
+  return {
+    authenticator: p + model.roles.authenticator,
+    tableOwner: p + model.roles.tableOwner,
+    viewOwner: p + model.roles.viewOwner,
+    people: p + model.roles.people,
+    catalogOwner: `${p}pgwarden_owner`,
+  };
+}
+
+/** Functions of sql/ that people (through the people role) may execute. */
+export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
+  { name: 'person_name', args: ['name'] },
+  { name: 'has_job', args: ['name', 'text'] },
+  { name: 'my_units', args: ['name'] },
+  { name: 'subtree_units', args: ['name'] },
+  { name: 'unit_people', args: ['name'] },
+  { name: 'subtree_people', args: ['name'] },
+  { name: 'shared_keys', args: ['name', 'text'] },
+  { name: 'grant_filters', args: ['name', 'text', 'text'] },
+  { name: 'mask_phone', args: ['text'] },
+  { name: 'mask_email', args: ['text'] },
+  { name: 'mask_id_number', args: ['text'] },
+  { name: 'add_unit', args: ['text', 'text'] },
+  { name: 'move_unit', args: ['text', 'text'] },
+  { name: 'add_person', args: ['text', 'text', 'text[]', 'boolean'] },
+  { name: 'move_person', args: ['text', 'text'] },
+  { name: 'deactivate_person', args: ['text'] },
+  { name: 'grant_job', args: ['text', 'text', 'timestamp with time zone'] },
+  { name: 'revoke_job', args: ['text', 'text'] },
+  { name: 'set_manager', args: ['text', 'text', 'timestamp with time zone'] },
+  { name: 'unset_manager', args: ['text', 'text'] },
+  { name: 'share', args: ['text', 'text', 'text', 'timestamp with time zone'] },
+  { name: 'unshare', args: ['text', 'text', 'text'] },
+  {
+    name: 'grant_access',
+    args: ['text', 'text', 'jsonb', 'timestamp with time zone', 'text', 'text'],
+  },
+  { name: 'revoke_access', args: ['bigint'] },
+  { name: 'set_access_until', args: ['bigint', 'timestamp with time zone'] },
+];
+
+export function compile(model: Model, options: CompileOptions = {}): CatalogObject[] {
+  const roles = roleNames(model, options);
+  const out: CatalogObject[] = [];
+  const { protected: prot, exposed } = model.schemas;
+
+  // roles
+  out.push(
+    { kind: 'role', name: roles.catalogOwner, login: false, inherit: false, bypassrls: true, createrole: true, comment: 'pgwarden: owns the pgwarden catalog and its definer functions; nobody is a member' },
+    { kind: 'role', name: roles.tableOwner, login: false, inherit: false, bypassrls: false, createrole: false, comment: `pgwarden: owns the tables of schema ${prot}; nobody is a member` },
+    { kind: 'role', name: roles.viewOwner, login: false, inherit: false, bypassrls: false, createrole: false, comment: `pgwarden: owns the views of schema ${exposed}; row policies apply to it` },
+    { kind: 'role', name: roles.people, login: false, inherit: false, bypassrls: false, createrole: false, comment: 'pgwarden: every person is a member; holds the privileges on the exposed views' },
+    { kind: 'role', name: roles.authenticator, login: true, inherit: false, bypassrls: false, createrole: false, comment: 'pgwarden: the application logs in as this role and acts as one person per transaction' },
+    { kind: 'membership', role: roles.people, member: roles.catalogOwner, admin: true },
+  );
+
+  // schemas and the runtime catalog
+  out.push(
+    { kind: 'schema', name: 'pgwarden', owner: roles.catalogOwner, create: true },
+    { kind: 'schema', name: prot, owner: roles.tableOwner, create: false },
+    { kind: 'schema', name: exposed, owner: roles.tableOwner, create: true },
+  );
+  for (const m of loadCatalogMigrations()) {
+    out.push({ kind: 'catalog', version: m.version, file: m.file, owner: roles.catalogOwner, sql: m.sql });
+  }
+  const settings: [string, string][] = [
+    ['role_prefix', options.rolePrefix ?? ''],
+    ['authenticator', roles.authenticator],
+    ['people_role', roles.people],
+    ['model', model.name],
+  ];
+  for (const [key, value] of settings) {
+    out.push({ kind: 'catalog_row', table: 'settings', keyColumn: 'key', key, values: { value } });
+  }
+  for (const job of model.jobs) {
+    out.push({
+      kind: 'catalog_row',
+      table: 'jobs',
+      keyColumn: 'name',
+      key: job.name,
+      values: { description: job.description, admin: job.admin, privileged: job.privileged },
+    });
+  }
+
+  // schema privileges
+  out.push(
+    grant({ kind: 'schema', name: 'pgwarden' }, ['USAGE'], roles.people),
+    grant({ kind: 'schema', name: 'pgwarden' }, ['USAGE'], roles.viewOwner),
+    grant({ kind: 'schema', name: prot }, ['USAGE'], roles.viewOwner),
+    grant({ kind: 'schema', name: prot }, ['USAGE'], roles.catalogOwner),
+    grant({ kind: 'schema', name: exposed }, ['USAGE'], roles.people),
+    grant({ kind: 'schema', name: exposed }, ['CREATE'], roles.viewOwner),
+  );
+  for (const f of PEOPLE_FUNCTIONS) {
+    out.push(grant({ kind: 'function', schema: 'pgwarden', name: f.name, args: f.args }, ['EXECUTE'], roles.people));
+  }
+  for (const mask of model.masks) {
+    if (mask.builtin) continue;
+    const fn = maskFunction(mask.name, mask.sql as string, roles.catalogOwner);
+    out.push(fn, grant({ kind: 'function', schema: 'pgwarden', name: fn.name, args: ['text'] }, ['EXECUTE'], roles.people));
+  }
+
+  // tables
+  const parentHelpers = new Map<string, FunctionObject>();
+  for (const table of model.tables) {
+    out.push(
+      { kind: 'catalog_row', table: 'tables', keyColumn: 'name', key: table.name, values: { schema_name: prot, table_name: table.table, key_column: table.key, grantable: table.grantable } },
+      { kind: 'table_owner', schema: prot, table: table.table, owner: roles.tableOwner },
+      { kind: 'revoke_public', target: { kind: 'table', schema: prot, name: table.table } },
+      { kind: 'rls', schema: prot, table: table.table },
+      grant({ kind: 'table', schema: prot, name: table.table }, ['SELECT'], roles.catalogOwner),
+    );
+    const commands = COMMANDS.filter((c) => table.rules.some((r) => r.commands.includes(c)));
+    if (commands.length > 0) {
+      const priv = commands.map((c) => c.toUpperCase());
+      out.push(grant({ kind: 'table', schema: prot, name: table.table }, priv, roles.viewOwner));
+      out.push(grant({ kind: 'table', schema: exposed, name: table.name }, priv, roles.people));
+    }
+    for (const c of commands) out.push(policy(model, table, c, roles));
+    out.push(view(model, table, roles));
+    for (const rule of table.rules) {
+      for (const s of rule.scopes) {
+        if (s.kind !== 'parent') continue;
+        const parent = model.tables.find((t) => t.name === s.table) as TableModel;
+        const fn = parentKeysHelper(model, parent, s.via, roles);
+        parentHelpers.set(fn.name, fn);
+      }
+    }
+  }
+  for (const fn of parentHelpers.values()) {
+    out.push(fn, grant({ kind: 'function', schema: 'pgwarden', name: fn.name, args: ['name'] }, ['EXECUTE'], roles.people));
+  }
+  return sortObjects(out);
+}
+
+function grant(target: GrantObject['target'], privileges: string[], grantee: string): GrantObject {
+  return { kind: 'grant', target, privileges, grantee };
+}
+
+export function policyName(table: TableModel, command: Command): string {
+  const name = `${table.table}_${command}`;
+  return Buffer.byteLength(name, 'utf8') <= 63 ? name : `pgwarden_${command}`;
+}
+
+function policy(model: Model, table: TableModel, command: Command, roles: RoleNames): PolicyObject {
+  const ctx: PredicateContext = { model, table, person: CURRENT_USER, access: command };
+  const pred = (commandPredicate(ctx, command) as Sql).text;
+  return {
+    kind: 'policy',
+    schema: model.schemas.protected,
+    table: table.table,
+    name: policyName(table, command),
+    command,
+    permissive: true,
+    to: [roles.viewOwner],
+    using: command === 'insert' ? null : pred,
+    check: command === 'select' || command === 'delete' ? null : pred,
+  };
+}
+
+function levelExpr(model: Model, table: TableModel, cell: Cell, level: Level): Sql {
+  const c = col(table, cell.column);
+  switch (level.kind) {
+    case 'full':
+      return c;
+    case 'hidden':
+      return unsafeRaw('NULL');
+    case 'mask': {
+      const mask = model.masks.find((m) => m.name === level.mask);
+      if (mask?.name === 'null') return unsafeRaw('NULL');
+      return sql`${qualified('pgwarden', maskFunctionName(level.mask, mask?.builtin ?? true))}(${c})`;
+    }
+  }
+}
+
+function cellExpr(model: Model, table: TableModel, cell: Cell): Sql {
+  const ctx: PredicateContext = { model, table, person: CURRENT_USER, access: 'select' };
+  const all = [...cell.cases.map((c) => c.level), cell.otherwise];
+  if (all.every((l) => l.kind === 'full')) return col(table, cell.column);
+  const colType = table.columns.find((c) => c.name === cell.column)?.type ?? null;
+  const whens = cell.cases.map((c) => {
+    const cond = c.when.kind === 'job' ? hasJob(CURRENT_USER, c.when.job) : relationPredicate(ctx, c.when.relation);
+    return sql`WHEN ${cond} THEN ${levelExpr(model, table, cell, c.level)}`;
+  });
+  const body = sql`CASE\n      ${join(whens, '\n      ')}\n      ELSE ${levelExpr(model, table, cell, cell.otherwise)}\n    END`;
+  // all-hidden cells keep the column's type
+  if (all.every((l) => l.kind === 'hidden' || (l.kind === 'mask' && l.mask === 'null')) && colType) {
+    return sql`CAST(NULL AS ${typeName(colType)})`;
+  }
+  return body;
+}
+
+function view(model: Model, table: TableModel, roles: RoleNames): ViewObject {
+  const columns = table.columns.map((c) => {
+    const cell = table.cells.find((x) => x.column === c.name);
+    const expr = cell ? cellExpr(model, table, cell) : col(table, c.name);
+    return sql`${expr} AS ${ident(c.name)}`;
+  });
+  const query = sql`SELECT\n    ${join(columns, ',\n    ')}\n  FROM ${qualified(model.schemas.protected, table.table)}`;
+  const defaults: Record<string, string> = {};
+  if (table.owner && !table.cells.some((c) => c.column === table.owner)) {
+    defaults[table.owner] = sql`${qualified('pgwarden', 'person_name')}(current_user)`.text;
+  }
+  return {
+    kind: 'view',
+    schema: model.schemas.exposed,
+    name: table.name,
+    owner: roles.viewOwner,
+    query: query.text,
+    defaults,
+    comment: `pgwarden: ${table.name} as each person may see it (rows by policy on ${model.schemas.protected}.${table.table}, cells by the model)`,
+  };
+}
+
+function parentKeysHelper(model: Model, parent: TableModel, via: readonly RowRelation[] | null, roles: RoleNames): FunctionObject {
+  const p = unsafeRaw('p');
+  const ctx: PredicateContext = { model, table: parent, person: p, access: 'select' };
+  const pred = via ? or(via.map((r) => relationPredicate(ctx, r))) : (commandPredicate(ctx, 'select') ?? unsafeRaw('false'));
+  const body = sql`
+  SELECT COALESCE(pg_catalog.array_agg(${col(parent, parent.key)}), '{}')
+  FROM ${qualified(model.schemas.protected, parent.table)}
+  WHERE p = ${qualified('pgwarden', 'caller')}() AND (${pred})
+`;
+  return {
+    kind: 'function',
+    schema: 'pgwarden',
+    name: parentKeysFunction(parent, via),
+    args: [{ name: 'p', type: 'name' }],
+    returns: `${parent.keyType}[]`,
+    language: 'sql',
+    volatility: 'stable',
+    securityDefiner: true,
+    owner: roles.catalogOwner,
+    body: body.text,
+    comment: via
+      ? `pgwarden: keys of ${parent.name} rows related to the caller by ${via.join(', ')} (a decision, for child tables' policies)`
+      : `pgwarden: keys of ${parent.name} rows the caller may see (a decision, for child tables' policies)`,
+  };
+}
+
+export function maskFunctionName(mask: string, builtin: boolean): string {
+  return builtin ? `mask_${mask}` : `mask_custom_${mask}`;
+}
+
+function maskFunction(name: string, expr: string, owner: string): FunctionObject {
+  return {
+    kind: 'function',
+    schema: 'pgwarden',
+    name: maskFunctionName(name, false),
+    args: [{ name: 'value', type: 'text' }],
+    returns: 'text',
+    language: 'sql',
+    volatility: 'immutable',
+    securityDefiner: false,
+    owner,
+    body: `SELECT (${expr})`,
+    comment: `pgwarden: custom mask ${name}`,
+  };
+}
+
+export { ident };

@@ -1,0 +1,155 @@
+/**
+ * Reads the live database: the applied-object registry and, for every object of interest,
+ * whether it exists as recorded. Only this module and apply/ touch the database.
+ */
+import type postgres from 'postgres';
+import type { CatalogObject, GrantTarget } from '../catalog/objects.js';
+import { objectKey } from '../catalog/objects.js';
+import { type Sql, join, literal, sql, textArray, unsafeRaw } from '../sql/fragment.js';
+import { quoteIdent } from '../sql/quote.js';
+
+export interface RegistryEntry {
+  key: string;
+  kind: string;
+  fingerprint: string;
+  object: CatalogObject;
+}
+
+export interface LiveState {
+  serverVersion: number;
+  catalogInstalled: boolean;
+  registry: ReadonlyMap<string, RegistryEntry>;
+  /** key -> the object exists in the database as described */
+  present: ReadonlyMap<string, boolean>;
+}
+
+type Db = postgres.Sql | postgres.TransactionSql;
+
+async function query<T extends object>(db: Db, text: Sql): Promise<T[]> {
+  return (await db.unsafe(text.text)) as unknown as T[];
+}
+
+function aclHas(aclExpr: Sql, grantee: string, privileges: readonly string[]): Sql {
+  return sql`(SELECT count(DISTINCT a.privilege_type) FROM pg_catalog.aclexplode(${aclExpr}) a
+    JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+    WHERE r.rolname = ${literal(grantee)} AND a.privilege_type = ANY (${textArray(privileges)})) = ${unsafeRaw(String(privileges.length))}`;
+}
+
+function targetAcl(t: GrantTarget): { acl: Sql; from: Sql } {
+  switch (t.kind) {
+    case 'schema':
+      return {
+        acl: unsafeRaw(`COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))`),
+        from: sql`pg_catalog.pg_namespace n WHERE n.nspname = ${literal(t.name)}`,
+      };
+    case 'table':
+      return {
+        acl: unsafeRaw(`COALESCE(c.relacl, pg_catalog.acldefault('r', c.relowner))`),
+        from: sql`pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${literal(t.schema)} AND c.relname = ${literal(t.name)}`,
+      };
+    case 'function':
+      return {
+        acl: unsafeRaw(`COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))`),
+        from: sql`pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure(${literal(`${quoteIdent(t.schema)}.${quoteIdent(t.name)}(${t.args.join(', ')})`)})`,
+      };
+  }
+}
+
+function relation(schema: string, name: string): Sql {
+  return sql`pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${literal(schema)} AND c.relname = ${literal(name)}`;
+}
+
+/** A boolean SQL expression: the object exists as described. */
+export function presenceCheck(o: CatalogObject, serverVersion: number, catalogInstalled: boolean): Sql {
+  switch (o.kind) {
+    case 'role':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.name)}
+        AND rolcanlogin = ${unsafeRaw(String(o.login))} AND rolinherit = ${unsafeRaw(String(o.inherit))}
+        AND rolbypassrls = ${unsafeRaw(String(o.bypassrls))} AND rolcreaterole = ${unsafeRaw(String(o.createrole))}
+        AND NOT rolsuper AND NOT rolreplication)`;
+    case 'membership':
+      if (o.admin && serverVersion < 160000) return unsafeRaw('true');
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_auth_members m
+        JOIN pg_catalog.pg_roles r ON r.oid = m.roleid JOIN pg_catalog.pg_roles u ON u.oid = m.member
+        WHERE r.rolname = ${literal(o.role)} AND u.rolname = ${literal(o.member)}${o.admin ? unsafeRaw(' AND m.admin_option') : unsafeRaw('')})`;
+    case 'schema':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+        WHERE n.nspname = ${literal(o.name)} AND r.rolname = ${literal(o.owner)}
+        AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a WHERE a.grantee = 0))`;
+    case 'catalog':
+      return unsafeRaw(catalogInstalled ? 'true' : 'false');
+    case 'catalog_row': {
+      if (!catalogInstalled) return unsafeRaw('false');
+      const conds = Object.entries(o.values).map(([c, v]) => {
+        const val = v === null ? unsafeRaw('NULL') : typeof v === 'boolean' ? unsafeRaw(String(v)) : typeof v === 'string' ? literal(v) : textArray(v);
+        return sql`x.${unsafeRaw(quoteIdent(c))} IS NOT DISTINCT FROM ${val}`;
+      });
+      return sql`EXISTS (SELECT FROM pgwarden.${unsafeRaw(quoteIdent(o.table))} x WHERE x.${unsafeRaw(quoteIdent(o.keyColumn))} = ${literal(o.key)}${conds.length ? sql` AND ${join(conds, ' AND ')}` : unsafeRaw('')})`;
+    }
+    case 'table_owner':
+      return sql`EXISTS (SELECT FROM ${relation(o.schema, o.table)} AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.owner)}))`;
+    case 'revoke_public': {
+      const t = targetAcl(o.target);
+      return sql`EXISTS (SELECT FROM ${t.from}) AND NOT EXISTS (SELECT FROM ${t.from} AND EXISTS (SELECT FROM pg_catalog.aclexplode(${t.acl}) a WHERE a.grantee = 0))`;
+    }
+    case 'rls':
+      return sql`EXISTS (SELECT FROM ${relation(o.schema, o.table)} AND c.relrowsecurity AND c.relforcerowsecurity)`;
+    case 'function':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+        WHERE p.oid = pg_catalog.to_regprocedure(${literal(`${quoteIdent(o.schema)}.${quoteIdent(o.name)}(${o.args.map((a) => a.type).join(', ')})`)})
+        AND p.prosrc = ${literal(o.body)} AND p.prosecdef = ${unsafeRaw(String(o.securityDefiner))} AND r.rolname = ${literal(o.owner)})`;
+    case 'view':
+      return sql`EXISTS (SELECT FROM ${relation(o.schema, o.name)} AND c.relkind = 'v' AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.owner)}))`;
+    case 'policy':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ${literal(o.schema)} AND c.relname = ${literal(o.table)} AND p.polname = ${literal(o.name)})`;
+    case 'grant': {
+      const t = targetAcl(o.target);
+      return sql`EXISTS (SELECT FROM ${t.from} AND ${aclHas(t.acl, o.grantee, o.privileges)})`;
+    }
+  }
+}
+
+export async function serverVersionNum(db: Db): Promise<number> {
+  const rows = await query<{ v: string }>(db, unsafeRaw(`SELECT pg_catalog.current_setting('server_version_num') AS v`));
+  return Number(rows[0]?.v ?? 0);
+}
+
+export async function readRegistry(db: Db): Promise<{ installed: boolean; registry: Map<string, RegistryEntry> }> {
+  const rows = await query<{ installed: boolean }>(
+    db,
+    unsafeRaw(`SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed`),
+  );
+  const installed = rows[0]?.installed === true;
+  const registry = new Map<string, RegistryEntry>();
+  if (!installed) return { installed, registry };
+  const entries = await query<{ key: string; kind: string; fingerprint: string; definition: string }>(
+    db,
+    unsafeRaw('SELECT key, kind, fingerprint, definition FROM pgwarden.applied_objects ORDER BY key'),
+  );
+  for (const e of entries) {
+    registry.set(e.key, { key: e.key, kind: e.kind, fingerprint: e.fingerprint, object: JSON.parse(e.definition) as CatalogObject });
+  }
+  return { installed, registry };
+}
+
+/** Registry and presence of every object that is desired or recorded. */
+export async function introspect(db: Db, desired: readonly CatalogObject[]): Promise<LiveState> {
+  const serverVersion = await serverVersionNum(db);
+  const { installed, registry } = await readRegistry(db);
+  const objects = new Map<string, CatalogObject>();
+  for (const o of desired) objects.set(objectKey(o), o);
+  for (const [k, e] of registry) if (!objects.has(k)) objects.set(k, e.object);
+  const keys = [...objects.keys()];
+  const present = new Map<string, boolean>();
+  const CHUNK = 200;
+  for (let i = 0; i < keys.length; i += CHUNK) {
+    const part = keys.slice(i, i + CHUNK);
+    const exprs = part.map((k) => presenceCheck(objects.get(k) as CatalogObject, serverVersion, installed));
+    const rows = await query<{ r: boolean[] }>(db, sql`SELECT ARRAY[${join(exprs, ',\n')}]::boolean[] AS r`);
+    const r = rows[0]?.r ?? [];
+    part.forEach((k, j) => present.set(k, r[j] === true));
+  }
+  return { serverVersion, catalogInstalled: installed, registry, present };
+}

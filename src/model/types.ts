@@ -1,0 +1,194 @@
+/**
+ * The permission model: what a team writes (ModelInput) and what the compiler reads (Model,
+ * normalized, validated and frozen). See docs/model.md for the reference.
+ */
+
+export const COMMANDS = ['select', 'insert', 'update', 'delete'] as const;
+export type Command = (typeof COMMANDS)[number];
+
+/** Scopes that need no argument. */
+export const SIMPLE_SCOPES = [
+  'own',
+  'unit',
+  'subtree',
+  'shared',
+  'pool',
+  'granted',
+  'all',
+] as const;
+export type SimpleScope = (typeof SIMPLE_SCOPES)[number];
+
+/** Relations between a viewer and a row, used to pick a column's level. */
+export const ROW_RELATIONS = ['own', 'unit', 'subtree', 'shared', 'pool', 'granted'] as const;
+export type RowRelation = (typeof ROW_RELATIONS)[number];
+
+/** Visibility follows a foreign key: rows whose parent row the person can see. */
+export interface ParentScopeInput<C extends string = string> {
+  parent: {
+    /** the foreign-key column of this table */
+    column: C;
+    /** the model name of the parent table */
+    table: string;
+    /** only parents related to the person this way (default: any parent row the person can see) */
+    via?: readonly RowRelation[];
+  };
+}
+
+/** An escape-hatch SQL expression over the table's columns (parsed by the Postgres parser). */
+export interface FilterScopeInput {
+  filter: string;
+}
+
+export type ScopeInput<C extends string = string> =
+  | SimpleScope
+  | FilterScopeInput
+  | ParentScopeInput<C>;
+
+/** In a rule's jobs (or a `job:*` cell key): any active person, whatever their jobs. */
+export const ANY_JOB = '*';
+
+export interface RuleInput<C extends string = string> {
+  /** job names this rule applies to; `*` = any active person */
+  jobs: readonly string[];
+  /** commands; default all four */
+  commands?: readonly Command[];
+  /** rows the rule reaches: any of these */
+  scopes: readonly ScopeInput<C>[];
+}
+
+/** 'full' | 'hidden' | 'mask:<name>' | { mask: name } */
+export type LevelInput = 'full' | 'hidden' | `mask:${string}` | { mask: string };
+
+/**
+ * Level per viewer relation, first match wins, in the order written:
+ * keys are row relations (own, unit, subtree, shared, pool, granted), `job:<name>`, or `default`.
+ */
+export type CellInput = Readonly<Record<string, LevelInput>>;
+
+export interface TableSpecInput<C extends string = string> {
+  /** primary-key column (default `id`) */
+  key?: C;
+  /** column holding the owning person's name (needed by own / unit / subtree) */
+  owner?: C;
+  /** column holding a unit name; when set, unit / subtree compare it instead of the owner's unit */
+  unit?: C;
+  /** boolean column marking rows of the public pool */
+  pool?: C;
+  /** columns a temporary grant may filter on (equality on any of the listed values) */
+  grantable?: readonly C[];
+  rules: readonly RuleInput<C>[];
+  /** column levels; columns not listed are shown in full to everyone who sees the row */
+  cells?: Partial<Record<C, CellInput>>;
+}
+
+/** A table as given in YAML / JSON or as resolved from drizzle. */
+export interface TableInput extends TableSpecInput {
+  /** table name in the protected schema (default: the model key) */
+  name?: string;
+  /** column names, in order; from drizzle, or listed in YAML/JSON, or read from the live database */
+  columns?: readonly (string | { name: string; type?: string })[];
+  /** SQL type of the key column (default bigint) */
+  keyType?: string;
+}
+
+export interface JobInput {
+  description?: string;
+  /** may manage people, units, jobs, shares and temporary grants through pgwarden's functions */
+  admin?: boolean;
+  /** granting this job needs an approver (enforced from the lifecycle issue on) */
+  privileged?: boolean;
+}
+
+export interface MaskInput {
+  /** an SQL expression over `value` (text), e.g. `left(value, 2) || '***'` */
+  sql: string;
+  description?: string;
+}
+
+export interface ModelInput {
+  name?: string;
+  schemas: { protected: string; exposed: string };
+  roles?: {
+    authenticator?: string;
+    tableOwner?: string;
+    viewOwner?: string;
+    people?: string;
+  };
+  jobs: readonly string[] | Readonly<Record<string, JobInput>>;
+  masks?: Readonly<Record<string, MaskInput>>;
+  tables: Readonly<Record<string, TableInput>>;
+}
+
+// ---------------------------------------------------------------- normalized model
+
+export type Level = { kind: 'full' } | { kind: 'hidden' } | { kind: 'mask'; mask: string };
+
+export type CellWhen = { kind: 'relation'; relation: RowRelation } | { kind: 'job'; job: string };
+
+export interface CellCase {
+  when: CellWhen;
+  level: Level;
+}
+
+export interface Cell {
+  column: string;
+  cases: readonly CellCase[];
+  otherwise: Level;
+}
+
+export type Scope =
+  | { kind: SimpleScope }
+  | { kind: 'filter'; sql: string }
+  | { kind: 'parent'; column: string; table: string; via: readonly RowRelation[] | null };
+
+export interface Rule {
+  jobs: readonly string[];
+  commands: readonly Command[];
+  scopes: readonly Scope[];
+}
+
+export interface Column {
+  name: string;
+  type: string | null;
+}
+
+export interface TableModel {
+  /** model name (also the view name) */
+  name: string;
+  /** table name in the protected schema */
+  table: string;
+  columns: readonly Column[];
+  key: string;
+  keyType: string;
+  owner: string | null;
+  unit: string | null;
+  pool: string | null;
+  grantable: readonly string[];
+  rules: readonly Rule[];
+  cells: readonly Cell[];
+}
+
+export interface Job {
+  name: string;
+  description: string | null;
+  admin: boolean;
+  privileged: boolean;
+}
+
+export interface Mask {
+  name: string;
+  /** expression over `value`; null for built-in masks implemented in sql/ */
+  sql: string | null;
+  builtin: boolean;
+}
+
+export interface Model {
+  name: string;
+  schemas: { protected: string; exposed: string };
+  roles: { authenticator: string; tableOwner: string; viewOwner: string; people: string };
+  jobs: readonly Job[];
+  masks: readonly Mask[];
+  tables: readonly TableModel[];
+}
+
+export const BUILTIN_MASKS = ['phone', 'email', 'id_number', 'null'] as const;

@@ -1,0 +1,1136 @@
+/**
+ * validateModel: unknown input -> every problem at once, and the normalized, deeply frozen Model
+ * when there are none. Hand-written (not zod) so that each problem gets an exact path, a code
+ * and a fix, and so that checking goes on after the first problem.
+ */
+import { checkExpression } from './expression.js';
+import {
+  formatPath,
+  type PathSegment,
+  type Problem,
+  type ProblemCode,
+  type ProblemPath,
+  type SourceMap,
+} from './problems.js';
+import {
+  ANY_JOB,
+  BUILTIN_MASKS,
+  type Cell,
+  type CellCase,
+  COMMANDS,
+  type Column,
+  type Command,
+  type Job,
+  type Level,
+  type Mask,
+  type Model,
+  type ModelInput,
+  ROW_RELATIONS,
+  type RowRelation,
+  type Rule,
+  type Scope,
+  SIMPLE_SCOPES,
+  type SimpleScope,
+  type TableModel,
+} from './types.js';
+
+/** Postgres truncates identifiers longer than this many bytes (same as src/sql/quote.ts). */
+const MAX_IDENTIFIER_BYTES = 63;
+
+export interface ValidateOptions {
+  /** where the input was written, to give problems a file:line:column */
+  source?: SourceMap;
+  /** a table without a column list is a problem (`no_columns`); otherwise column checks are skipped for it */
+  requireColumns?: boolean;
+}
+
+export interface ValidationResult {
+  model: Model | null;
+  problems: Problem[];
+}
+
+/** Letters (any script), digits, `_` and `-`: jobs, masks, table model names, role names. */
+const SIMPLE_NAME = /^[\p{L}\p{Nd}_-]+$/u;
+/** The type names src/sql/render.ts `typeName` accepts. */
+const TYPE_NAME = /^[a-z_][a-z0-9_ ]*(\([0-9, ]+\))?(\[\])?$/i;
+const TEXT_TYPES = new Set([
+  'text',
+  'varchar',
+  'character varying',
+  'char',
+  'character',
+  'bpchar',
+  'citext',
+]);
+const RESERVED_ROLES = new Set(['public', 'none', 'current_user', 'session_user', 'current_role']);
+const CATALOG_SCHEMA = 'pgwarden';
+const CATALOG_OWNER = 'pgwarden_owner';
+
+const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (typeof v === 'object') return 'an object';
+  return `${typeof v} ${String(v)}`;
+}
+
+function levenshtein(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0] as number;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j] as number;
+      prev[j] = Math.min(
+        (prev[j] as number) + 1,
+        (prev[j - 1] as number) + 1,
+        diag + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+      diag = tmp;
+    }
+  }
+  return prev[b.length] as number;
+}
+
+/** ` Did you mean "x"?` or '' */
+function suggest(name: string, candidates: Iterable<string>): string {
+  let best: string | null = null;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const c of candidates) {
+    const d = levenshtein(name.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  if (best === null || bestD > Math.max(2, Math.floor(name.length / 3))) return '';
+  return ` Did you mean ${JSON.stringify(best)}?`;
+}
+
+const list = (xs: readonly string[]) => xs.map((x) => JSON.stringify(x)).join(', ');
+
+/** serial types are not types: `bigserial[]` does not exist. */
+export function normalizeKeyType(type: string): string {
+  const t = type.trim().toLowerCase();
+  if (t === 'serial' || t === 'serial4') return 'integer';
+  if (t === 'bigserial' || t === 'serial8') return 'bigint';
+  if (t === 'smallserial' || t === 'serial2') return 'smallint';
+  return type.trim();
+}
+
+function baseType(type: string): string {
+  return type
+    .trim()
+    .toLowerCase()
+    .replace(/\s*\([^)]*\)\s*$/, '')
+    .replace(/^pg_catalog\./, '');
+}
+
+export function isTextType(type: string): boolean {
+  return TEXT_TYPES.has(baseType(type));
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+interface TableInfo {
+  key: string;
+  path: PathSegment[];
+  /** table name in the protected schema */
+  table: string;
+  columns: Column[];
+  known: boolean;
+  keyColumn: string;
+  owner: string | null;
+  unit: string | null;
+  pool: string | null;
+  grantable: string[];
+  raw: Record<string, unknown>;
+}
+
+class Validator {
+  readonly problems: Problem[] = [];
+  constructor(private readonly source: SourceMap | undefined) {}
+
+  add(code: ProblemCode, path: ProblemPath, message: string, fix: string): void {
+    const p: Problem = { code, path: [...path], message, fix };
+    if (this.source) {
+      const loc = this.source.locate(path);
+      if (loc) p.location = { file: this.source.file, line: loc.line, column: loc.column };
+    }
+    this.problems.push(p);
+  }
+
+  structure(path: ProblemPath, expected: string, got: unknown): void {
+    this.add(
+      'invalid_structure',
+      path,
+      `${formatPath(path)} should be ${expected}, but is ${describe(got)}.`,
+      `Write ${expected} at ${formatPath(path)}.`,
+    );
+  }
+
+  /** Reports fields that are not in `allowed`. */
+  fields(obj: Record<string, unknown>, allowed: readonly string[], path: ProblemPath): void {
+    for (const k of Object.keys(obj)) {
+      if (!allowed.includes(k)) {
+        this.add(
+          'invalid_structure',
+          [...path, k],
+          `${formatPath(path)} has an unknown field ${JSON.stringify(k)}.${suggest(k, allowed)}`,
+          `Remove it, or use one of ${list(allowed)}.`,
+        );
+      }
+    }
+  }
+
+  optString(obj: Record<string, unknown>, field: string, path: ProblemPath): string | undefined {
+    const v = obj[field];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string') {
+      this.structure([...path, field], 'a string', v);
+      return undefined;
+    }
+    return v;
+  }
+
+  optBoolean(obj: Record<string, unknown>, field: string, path: ProblemPath): boolean {
+    const v = obj[field];
+    if (v === undefined || v === null) return false;
+    if (typeof v !== 'boolean') {
+      this.structure([...path, field], 'true or false', v);
+      return false;
+    }
+    return v;
+  }
+
+  tooLong(name: string, what: string, path: ProblemPath, derived?: string): boolean {
+    const n = byteLength(name);
+    if (n <= MAX_IDENTIFIER_BYTES) return false;
+    this.add(
+      'name_too_long',
+      path,
+      derived
+        ? `${what} ${JSON.stringify(name)}, derived from ${derived}, is ${n} bytes; Postgres allows ${MAX_IDENTIFIER_BYTES} and would silently truncate it.`
+        : `${what} ${JSON.stringify(name)} is ${n} bytes; Postgres allows ${MAX_IDENTIFIER_BYTES} and would silently truncate it.`,
+      derived
+        ? `Shorten ${derived} by at least ${n - MAX_IDENTIFIER_BYTES} bytes.`
+        : `Shorten it by at least ${n - MAX_IDENTIFIER_BYTES} bytes (UTF-8).`,
+    );
+    return true;
+  }
+
+  /** Schema, table and column names: always quoted downstream, so anything but empty / NUL / too long. */
+  identifier(name: string, what: string, path: ProblemPath): boolean {
+    if (name.length === 0) {
+      this.add('invalid_name', path, `${what} is empty.`, `Give the ${what} a name.`);
+      return false;
+    }
+    if (name.includes('\0')) {
+      this.add(
+        'invalid_name',
+        path,
+        `${what} ${JSON.stringify(name)} contains a NUL character.`,
+        'Remove the NUL character.',
+      );
+      return false;
+    }
+    return !this.tooLong(name, what, path);
+  }
+
+  /** Jobs, masks, table model names: letters, digits, `_`, `-`. */
+  simpleName(name: string, what: string, path: ProblemPath): boolean {
+    if (!this.identifier(name, what, path)) return false;
+    if (!SIMPLE_NAME.test(name)) {
+      this.add(
+        'invalid_name',
+        path,
+        `${what} ${JSON.stringify(name)} may contain only letters, digits, "_" and "-".`,
+        `Rename it, e.g. ${JSON.stringify(name.replace(/[^\p{L}\p{Nd}_-]+/gu, '_') || 'name')}.`,
+      );
+      return false;
+    }
+    return true;
+  }
+
+  role(name: string, what: string, path: ProblemPath, derived?: string): void {
+    const fix = derived ? `Set ${formatPath(path)} explicitly.` : 'Choose another role name.';
+    if (name.length === 0 || name.includes('\0') || !SIMPLE_NAME.test(name)) {
+      this.add(
+        'invalid_name',
+        path,
+        `${what} ${JSON.stringify(name)}${derived ? ` (derived from ${derived})` : ''} may contain only letters, digits, "_" and "-".`,
+        fix,
+      );
+      return;
+    }
+    if (name.startsWith('pg_') || RESERVED_ROLES.has(name)) {
+      this.add(
+        'invalid_name',
+        path,
+        `${what} ${JSON.stringify(name)} is reserved by Postgres (names starting with pg_, public, none, current_user, session_user, current_role).`,
+        fix,
+      );
+      return;
+    }
+    this.tooLong(name, what, path, derived);
+  }
+}
+
+function parseLevel(
+  v: Validator,
+  raw: unknown,
+  path: ProblemPath,
+  masks: ReadonlySet<string>,
+): Level | null {
+  let maskName: string | null = null;
+  if (raw === 'full') return { kind: 'full' };
+  if (raw === 'hidden') return { kind: 'hidden' };
+  if (typeof raw === 'string' && raw.startsWith('mask:')) maskName = raw.slice('mask:'.length);
+  else if (isRecord(raw) && typeof raw.mask === 'string' && Object.keys(raw).length === 1)
+    maskName = raw.mask;
+  if (maskName === null) {
+    v.structure(path, '"full", "hidden", "mask:<name>" or { mask: <name> }', raw);
+    return null;
+  }
+  if (!masks.has(maskName)) {
+    v.add(
+      'unknown_mask',
+      path,
+      `Mask ${JSON.stringify(maskName)} is neither built in (${list(BUILTIN_MASKS)}) nor defined in masks.${suggest(maskName, masks)}`,
+      'Use a built-in mask, or define it under masks with an sql expression over `value`.',
+    );
+    return null;
+  }
+  return { kind: 'mask', mask: maskName };
+}
+
+function scopeKey(s: Scope): string {
+  switch (s.kind) {
+    case 'filter':
+      return `filter:${s.sql}`;
+    case 'parent':
+      return `parent:${JSON.stringify([s.column, s.table, s.via ? [...s.via].sort() : null])}`;
+    default:
+      return s.kind;
+  }
+}
+
+function ruleKey(r: Rule): string {
+  return JSON.stringify([
+    [...r.jobs].sort(),
+    [...r.commands].sort(),
+    r.scopes.map(scopeKey).sort(),
+  ]);
+}
+
+export async function validateModel(
+  input: unknown,
+  options: ValidateOptions = {},
+): Promise<ValidationResult> {
+  const v = new Validator(options.source);
+  const requireColumns = options.requireColumns ?? false;
+
+  if (!isRecord(input)) {
+    v.structure([], 'an object with schemas, jobs and tables', input);
+    return { model: null, problems: v.problems };
+  }
+  v.fields(input, ['name', 'schemas', 'roles', 'jobs', 'masks', 'tables'], []);
+
+  // ------------------------------------------------------------ name
+  let name = 'model';
+  const rawName = v.optString(input, 'name', []);
+  if (rawName !== undefined) {
+    if (rawName.length === 0 || rawName.includes('\0')) {
+      v.add(
+        'invalid_name',
+        ['name'],
+        'The model name is empty or contains NUL.',
+        'Give the model a name, or leave it out.',
+      );
+    } else name = rawName;
+  }
+
+  // ------------------------------------------------------------ schemas
+  let prot = '';
+  let exposed = '';
+  if (!isRecord(input.schemas)) {
+    v.structure(['schemas'], 'an object { protected: <schema>, exposed: <schema> }', input.schemas);
+  } else {
+    v.fields(input.schemas, ['protected', 'exposed'], ['schemas']);
+    for (const which of ['protected', 'exposed'] as const) {
+      const s = input.schemas[which];
+      const path = ['schemas', which];
+      if (typeof s !== 'string') {
+        v.structure(path, 'a schema name (string)', s);
+        continue;
+      }
+      if (!v.identifier(s, `the ${which} schema`, path)) continue;
+      if (s.startsWith('pg_') || s === 'information_schema') {
+        v.add(
+          'invalid_name',
+          path,
+          `Schema ${JSON.stringify(s)} is reserved by Postgres.`,
+          'Choose another schema name.',
+        );
+        continue;
+      }
+      if (s === CATALOG_SCHEMA) {
+        v.add(
+          'same_schema',
+          path,
+          `Schema "${CATALOG_SCHEMA}" holds pgwarden's own catalog.`,
+          'Choose another schema name.',
+        );
+        continue;
+      }
+      if (which === 'protected') prot = s;
+      else exposed = s;
+    }
+    if (prot !== '' && prot === exposed) {
+      v.add(
+        'same_schema',
+        ['schemas', 'exposed'],
+        `The protected and exposed schemas are both ${JSON.stringify(prot)}; base tables must live where people have no privilege.`,
+        `Use a separate exposed schema, e.g. ${JSON.stringify(`${prot}_api`)}.`,
+      );
+    }
+  }
+
+  // ------------------------------------------------------------ roles
+  const roles = {
+    authenticator: 'app',
+    tableOwner: `${prot}_owner`,
+    viewOwner: `${exposed}_owner`,
+    people: `${prot}_people`,
+  };
+  const derivedFrom: Record<keyof typeof roles, string | null> = {
+    authenticator: null,
+    tableOwner: 'schemas.protected',
+    viewOwner: 'schemas.exposed',
+    people: 'schemas.protected',
+  };
+  const rawRoles = input.roles;
+  if (rawRoles !== undefined && rawRoles !== null && !isRecord(rawRoles)) {
+    v.structure(
+      ['roles'],
+      'an object { authenticator?, tableOwner?, viewOwner?, people? }',
+      rawRoles,
+    );
+  }
+  const roleInput = isRecord(rawRoles) ? rawRoles : {};
+  if (isRecord(rawRoles)) v.fields(rawRoles, Object.keys(roles), ['roles']);
+  for (const k of Object.keys(roles) as (keyof typeof roles)[]) {
+    const given = v.optString(roleInput, k, ['roles']);
+    if (given !== undefined) {
+      roles[k] = given;
+      v.role(given, `Role roles.${k}`, ['roles', k]);
+    } else if (derivedFrom[k] === null || (k === 'viewOwner' ? exposed : prot) !== '') {
+      v.role(roles[k], `The default role roles.${k}`, ['roles', k], derivedFrom[k] ?? undefined);
+    }
+  }
+  if (prot !== '' && exposed !== '' && prot !== exposed) {
+    const seen = new Map<string, string>([[CATALOG_OWNER, 'pgwarden itself (catalog owner)']]);
+    for (const k of Object.keys(roles) as (keyof typeof roles)[]) {
+      const r = roles[k];
+      const other = seen.get(r);
+      if (other) {
+        v.add(
+          'conflicting_rule',
+          ['roles', k],
+          `Role roles.${k} is ${JSON.stringify(r)}, already used by ${other}; each role has a separate duty (the view owner must not own the tables).`,
+          `Give roles.${k} its own name.`,
+        );
+      } else seen.set(r, `roles.${k}`);
+    }
+  }
+
+  // ------------------------------------------------------------ jobs
+  const jobs: Job[] = [];
+  const jobNames = new Set<string>();
+  const addJob = (jobName: unknown, path: PathSegment[], spec: unknown) => {
+    if (typeof jobName !== 'string') {
+      v.structure(path, 'a job name (string)', jobName);
+      return;
+    }
+    if (!v.simpleName(jobName, 'Job name', path)) return;
+    if (jobNames.has(jobName)) {
+      v.add(
+        'conflicting_rule',
+        path,
+        `Job ${JSON.stringify(jobName)} is listed twice.`,
+        'Remove the repeated entry.',
+      );
+      return;
+    }
+    let job: Job = { name: jobName, description: null, admin: false, privileged: false };
+    if (spec !== undefined && spec !== null) {
+      if (!isRecord(spec)) {
+        v.structure(path, 'an object { description?, admin?, privileged? }', spec);
+      } else {
+        v.fields(spec, ['description', 'admin', 'privileged'], path);
+        job = {
+          name: jobName,
+          description: v.optString(spec, 'description', path) ?? null,
+          admin: v.optBoolean(spec, 'admin', path),
+          privileged: v.optBoolean(spec, 'privileged', path),
+        };
+      }
+    }
+    jobNames.add(jobName);
+    jobs.push(job);
+  };
+  if (Array.isArray(input.jobs)) {
+    for (const [i, j] of input.jobs.entries()) addJob(j, ['jobs', i], undefined);
+  } else if (isRecord(input.jobs)) {
+    for (const [k, spec] of Object.entries(input.jobs)) addJob(k, ['jobs', k], spec);
+  } else {
+    v.structure(
+      ['jobs'],
+      'a list of job names, or an object of job name -> { description?, admin?, privileged? }',
+      input.jobs,
+    );
+  }
+
+  // ------------------------------------------------------------ masks
+  const masks: Mask[] = BUILTIN_MASKS.map((m) => ({ name: m, sql: null, builtin: true }));
+  const maskNames = new Set<string>(BUILTIN_MASKS);
+  if (input.masks !== undefined && input.masks !== null) {
+    if (!isRecord(input.masks)) {
+      v.structure(['masks'], 'an object of mask name -> { sql, description? }', input.masks);
+    } else {
+      for (const [m, spec] of Object.entries(input.masks)) {
+        const path = ['masks', m];
+        if (!v.simpleName(m, 'Mask name', path)) continue;
+        if ((BUILTIN_MASKS as readonly string[]).includes(m)) {
+          v.add(
+            'conflicting_rule',
+            path,
+            `Mask ${JSON.stringify(m)} is built in and cannot be redefined.`,
+            'Give the custom mask another name.',
+          );
+          continue;
+        }
+        v.tooLong(`mask_custom_${m}`, 'The mask function name', path, `mask ${JSON.stringify(m)}`);
+        maskNames.add(m);
+        if (!isRecord(spec)) {
+          v.structure(path, 'an object { sql: <expression over value>, description? }', spec);
+          continue;
+        }
+        v.fields(spec, ['sql', 'description'], path);
+        v.optString(spec, 'description', path);
+        if (typeof spec.sql !== 'string') {
+          v.structure([...path, 'sql'], 'an SQL expression over `value` (string)', spec.sql);
+          continue;
+        }
+        const r = await checkExpression(spec.sql);
+        if (!r.ok) {
+          v.add(
+            'invalid_filter',
+            [...path, 'sql'],
+            `The sql of mask ${JSON.stringify(m)} is not a valid expression: ${r.reason}.`,
+            "Write one SQL expression over `value`, e.g. left(value, 2) || '***'.",
+          );
+          continue;
+        }
+        masks.push({ name: m, sql: r.normalized, builtin: false });
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ tables, pass 1: names and columns
+  const infos = new Map<string, TableInfo>();
+  const rawTables = isRecord(input.tables) ? input.tables : null;
+  if (!rawTables) v.structure(['tables'], 'an object of table name -> table', input.tables);
+  const baseTables = new Map<string, string>();
+  for (const [key, t] of Object.entries(rawTables ?? {})) {
+    const path: PathSegment[] = ['tables', key];
+    if (!isRecord(t)) {
+      v.structure(path, 'a table object { rules, ... }', t);
+      continue;
+    }
+    v.fields(
+      t,
+      ['name', 'columns', 'keyType', 'key', 'owner', 'unit', 'pool', 'grantable', 'rules', 'cells'],
+      path,
+    );
+    v.simpleName(key, 'Table model name (also the view name)', path);
+    const tableName = v.optString(t, 'name', path) ?? key;
+    const namePath = t.name === undefined ? path : [...path, 'name'];
+    if (v.identifier(tableName, 'Table name', namePath)) {
+      const longest = `${tableName}_${COMMANDS.reduce((a, b) => (a.length >= b.length ? a : b))}`;
+      v.tooLong(longest, 'The policy name', namePath, `table ${JSON.stringify(tableName)}`);
+      const other = baseTables.get(tableName);
+      if (other !== undefined) {
+        v.add(
+          'conflicting_rule',
+          namePath,
+          `Tables ${JSON.stringify(other)} and ${JSON.stringify(key)} both describe the protected table ${JSON.stringify(tableName)}; their policies would collide.`,
+          'Describe each protected table once.',
+        );
+      } else baseTables.set(tableName, key);
+    }
+
+    // columns
+    const columns: Column[] = [];
+    if (t.columns !== undefined && t.columns !== null) {
+      if (!Array.isArray(t.columns))
+        v.structure([...path, 'columns'], 'a list of column names or { name, type }', t.columns);
+      else {
+        const seen = new Set<string>();
+        t.columns.forEach((c: unknown, i: number) => {
+          const cp = [...path, 'columns', i];
+          let col: Column | null = null;
+          if (typeof c === 'string') col = { name: c, type: null };
+          else if (isRecord(c) && typeof c.name === 'string') {
+            v.fields(c, ['name', 'type'], cp);
+            const type = v.optString(c, 'type', cp);
+            col = { name: c.name, type: type ?? null };
+          } else v.structure(cp, 'a column name or { name, type? }', c);
+          if (!col || !v.identifier(col.name, 'Column name', cp)) return;
+          if (seen.has(col.name)) {
+            v.add(
+              'conflicting_rule',
+              cp,
+              `Column ${JSON.stringify(col.name)} is listed twice.`,
+              'Remove the repeated column.',
+            );
+            return;
+          }
+          seen.add(col.name);
+          columns.push(col);
+        });
+      }
+    }
+    const known = columns.length > 0;
+    if (!known && requireColumns) {
+      v.add(
+        'no_columns',
+        path,
+        `The columns of table ${JSON.stringify(key)} are unknown.`,
+        'List them under columns, define the table with drizzle, or run against a database that has it.',
+      );
+    }
+    const colNames = new Set(columns.map((c) => c.name));
+    const checkCol = (c: string, cp: ProblemPath, role: string): void => {
+      if (!known || colNames.has(c)) return;
+      v.add(
+        'unknown_column',
+        cp,
+        `Table ${JSON.stringify(key)} has no column ${JSON.stringify(c)} (${role}).${suggest(c, colNames)}`,
+        `Use one of its columns: ${list([...colNames])}.`,
+      );
+    };
+    const colField = (field: string, role: string): string | null => {
+      const c = v.optString(t, field, path);
+      if (c === undefined) return null;
+      if (v.identifier(c, `Column ${field}`, [...path, field])) checkCol(c, [...path, field], role);
+      return c;
+    };
+    const keyColumn = colField('key', 'the primary key') ?? 'id';
+    if (t.key === undefined) checkCol(keyColumn, path, 'the default primary key `id`; set key');
+    const owner = colField('owner', 'the owner');
+    const unit = colField('unit', 'the unit');
+    const pool = colField('pool', 'the pool flag');
+    const grantable: string[] = [];
+    if (t.grantable !== undefined && t.grantable !== null) {
+      if (!Array.isArray(t.grantable))
+        v.structure([...path, 'grantable'], 'a list of column names', t.grantable);
+      else
+        t.grantable.forEach((g: unknown, i: number) => {
+          const gp = [...path, 'grantable', i];
+          if (typeof g !== 'string') v.structure(gp, 'a column name', g);
+          else if (v.identifier(g, 'Column name', gp)) {
+            checkCol(g, gp, 'grantable');
+            if (!grantable.includes(g)) grantable.push(g);
+          }
+        });
+    }
+    infos.set(key, {
+      key,
+      path,
+      table: tableName,
+      columns,
+      known,
+      keyColumn,
+      owner,
+      unit,
+      pool,
+      grantable,
+      raw: t,
+    });
+  }
+
+  // ------------------------------------------------------------ tables, pass 2: rules and cells
+  const needs = (
+    info: TableInfo,
+    rel: SimpleScope | RowRelation,
+    path: ProblemPath,
+    where: string,
+  ): void => {
+    let missing: string | null = null;
+    let fix = '';
+    if (rel === 'own' && !info.owner) {
+      missing = 'an owner column';
+      fix = 'Set owner to the column holding the owning person.';
+    } else if ((rel === 'unit' || rel === 'subtree') && !info.owner && !info.unit) {
+      missing = 'an owner or a unit column';
+      fix = "Set owner (the owner's unit is used) or unit (a column holding a unit name).";
+    } else if (rel === 'pool' && !info.pool) {
+      missing = 'a pool column';
+      fix = 'Set pool to a boolean column marking unowned rows.';
+    } else if (rel === 'granted' && info.grantable.length === 0) {
+      missing = 'grantable columns';
+      fix = 'List under grantable the columns a temporary grant may filter on.';
+    }
+    if (missing) {
+      v.add(
+        'missing_column_for_scope',
+        path,
+        `${where} uses ${JSON.stringify(rel)}, which needs ${missing} on table ${JSON.stringify(info.key)}.`,
+        fix,
+      );
+    }
+  };
+  const knownJob = (j: unknown, path: ProblemPath): j is string => {
+    if (typeof j !== 'string') {
+      v.structure(path, 'a job name (string)', j);
+      return false;
+    }
+    if (j !== ANY_JOB && !jobNames.has(j)) {
+      v.add(
+        'unknown_job',
+        path,
+        `Job ${JSON.stringify(j)} is not defined in jobs.${suggest(j, jobNames)}`,
+        `Add it to jobs, fix the spelling, or use "${ANY_JOB}" for any active person.`,
+      );
+      return false;
+    }
+    return true;
+  };
+
+  const tables: TableModel[] = [];
+  /** parent edges without via (these recurse into the parent's own rules) */
+  const edges: { from: string; to: string; path: PathSegment[] }[] = [];
+  for (const info of infos.values()) {
+    const { raw: t, path, key } = info;
+    const colNames = new Set(info.columns.map((c) => c.name));
+    const checkCol = (c: string, cp: ProblemPath, role: string): boolean => {
+      if (!info.known || colNames.has(c)) return true;
+      v.add(
+        'unknown_column',
+        cp,
+        `Table ${JSON.stringify(key)} has no column ${JSON.stringify(c)} (${role}).${suggest(c, colNames)}`,
+        `Use one of its columns: ${list([...colNames])}.`,
+      );
+      return false;
+    };
+
+    // rules
+    const rules: Rule[] = [];
+    if (!Array.isArray(t.rules)) {
+      v.structure([...path, 'rules'], 'a list of rules { jobs, commands?, scopes }', t.rules);
+    } else if (t.rules.length === 0) {
+      v.add(
+        'no_rules',
+        [...path, 'rules'],
+        `Table ${JSON.stringify(key)} has no rules, so nobody could read or change it.`,
+        'Add at least one rule, or remove the table from the model.',
+      );
+    }
+    const seenRules = new Map<string, number>();
+    for (const [ri, r] of (Array.isArray(t.rules) ? t.rules : []).entries()) {
+      const rp: PathSegment[] = [...path, 'rules', ri];
+      if (!isRecord(r)) {
+        v.structure(rp, 'a rule { jobs, commands?, scopes }', r);
+        continue;
+      }
+      v.fields(r, ['jobs', 'commands', 'scopes'], rp);
+      let ok = true;
+      const ruleJobs: string[] = [];
+      if (!Array.isArray(r.jobs) || r.jobs.length === 0) {
+        v.structure([...rp, 'jobs'], 'a non-empty list of job names', r.jobs);
+        ok = false;
+      } else
+        r.jobs.forEach((j: unknown, i: number) => {
+          const jp = [...rp, 'jobs', i];
+          if (!knownJob(j, jp)) ok = false;
+          else if (ruleJobs.includes(j))
+            v.add(
+              'duplicate_rule',
+              jp,
+              `Job ${JSON.stringify(j)} is listed twice in this rule.`,
+              'Remove the repeated job.',
+            );
+          else ruleJobs.push(j);
+        });
+      let commands: Command[] = [...COMMANDS];
+      if (r.commands !== undefined && r.commands !== null) {
+        if (!Array.isArray(r.commands) || r.commands.length === 0) {
+          v.structure(
+            [...rp, 'commands'],
+            `a non-empty list of ${list(COMMANDS)} (or leave it out for all four)`,
+            r.commands,
+          );
+          ok = false;
+        } else {
+          commands = [];
+          r.commands.forEach((c: unknown, i: number) => {
+            const cp = [...rp, 'commands', i];
+            if (typeof c !== 'string' || !(COMMANDS as readonly string[]).includes(c)) {
+              v.add(
+                'invalid_structure',
+                cp,
+                `Command ${describe(c)} is not one of ${list(COMMANDS)}.${typeof c === 'string' ? suggest(c, COMMANDS) : ''}`,
+                `Use ${list(COMMANDS)}.`,
+              );
+              ok = false;
+            } else if (commands.includes(c as Command)) {
+              v.add(
+                'duplicate_rule',
+                cp,
+                `Command ${JSON.stringify(c)} is listed twice in this rule.`,
+                'Remove the repeated command.',
+              );
+            } else commands.push(c as Command);
+          });
+        }
+      }
+      const scopes: Scope[] = [];
+      const scopeKeys = new Set<string>();
+      if (!Array.isArray(r.scopes) || r.scopes.length === 0) {
+        v.structure([...rp, 'scopes'], 'a non-empty list of scopes', r.scopes);
+        ok = false;
+      }
+      for (const [si, s] of (Array.isArray(r.scopes) ? r.scopes : []).entries()) {
+        const sp: PathSegment[] = [...rp, 'scopes', si];
+        let scope: Scope | null = null;
+        if (typeof s === 'string') {
+          if ((SIMPLE_SCOPES as readonly string[]).includes(s)) {
+            needs(info, s as SimpleScope, sp, 'This rule');
+            scope = { kind: s as SimpleScope };
+          } else {
+            v.add(
+              'invalid_structure',
+              sp,
+              `Scope ${JSON.stringify(s)} is not one of ${list(SIMPLE_SCOPES)}, { filter } or { parent }.${suggest(s, SIMPLE_SCOPES)}`,
+              'Use a known scope.',
+            );
+          }
+        } else if (isRecord(s) && 'filter' in s) {
+          v.fields(s, ['filter'], sp);
+          if (typeof s.filter !== 'string')
+            v.structure([...sp, 'filter'], 'an SQL expression (string)', s.filter);
+          else {
+            const res = await checkExpression(s.filter);
+            if (res.ok) scope = { kind: 'filter', sql: res.normalized };
+            else
+              v.add(
+                'invalid_filter',
+                [...sp, 'filter'],
+                `The filter of table ${JSON.stringify(key)} is not one valid SQL expression: ${res.reason}.`,
+                "Write a single boolean expression over the table's columns, e.g. status = 'active'.",
+              );
+          }
+        } else if (isRecord(s) && 'parent' in s) {
+          v.fields(s, ['parent'], sp);
+          const pp = [...sp, 'parent'];
+          const p = s.parent;
+          if (!isRecord(p)) v.structure(pp, 'an object { column, table, via? }', p);
+          else {
+            v.fields(p, ['column', 'table', 'via'], pp);
+            let good = true;
+            if (typeof p.column !== 'string') {
+              v.structure([...pp, 'column'], 'the foreign-key column (string)', p.column);
+              good = false;
+            } else if (!checkCol(p.column, [...pp, 'column'], 'the parent foreign key'))
+              good = false;
+            const parent = typeof p.table === 'string' ? infos.get(p.table) : undefined;
+            if (typeof p.table !== 'string') {
+              v.structure([...pp, 'table'], 'the model name of the parent table (string)', p.table);
+              good = false;
+            } else if (!parent) {
+              v.add(
+                'unknown_table',
+                [...pp, 'table'],
+                `Parent table ${JSON.stringify(p.table)} is not in tables.${suggest(p.table, infos.keys())}`,
+                'Use the model name of a table in this model.',
+              );
+              good = false;
+            }
+            let via: RowRelation[] | null = null;
+            if (p.via !== undefined && p.via !== null) {
+              if (!Array.isArray(p.via) || p.via.length === 0) {
+                v.structure([...pp, 'via'], `a non-empty list of ${list(ROW_RELATIONS)}`, p.via);
+                good = false;
+              } else {
+                via = [];
+                for (const [vi, rel] of p.via.entries()) {
+                  const vp = [...pp, 'via', vi];
+                  if (
+                    typeof rel !== 'string' ||
+                    !(ROW_RELATIONS as readonly string[]).includes(rel)
+                  ) {
+                    v.add(
+                      'invalid_structure',
+                      vp,
+                      `Relation ${describe(rel)} is not one of ${list(ROW_RELATIONS)}.`,
+                      `Use ${list(ROW_RELATIONS)}.`,
+                    );
+                    good = false;
+                  } else {
+                    if (parent)
+                      needs(
+                        parent,
+                        rel as RowRelation,
+                        vp,
+                        `This parent scope (on table ${JSON.stringify(parent.key)})`,
+                      );
+                    if (!via.includes(rel as RowRelation)) via.push(rel as RowRelation);
+                  }
+                }
+              }
+            }
+            if (good && typeof p.column === 'string' && typeof p.table === 'string') {
+              scope = { kind: 'parent', column: p.column, table: p.table, via };
+              if (via === null) edges.push({ from: key, to: p.table, path: pp });
+            }
+          }
+        } else {
+          v.structure(
+            sp,
+            `a scope: one of ${list(SIMPLE_SCOPES)}, { filter: <sql> } or { parent: { column, table, via? } }`,
+            s,
+          );
+        }
+        if (!scope) {
+          ok = false;
+          continue;
+        }
+        const sk = scopeKey(scope);
+        if (scopeKeys.has(sk))
+          v.add(
+            'duplicate_rule',
+            sp,
+            'This scope is listed twice in the rule.',
+            'Remove the repeated scope.',
+          );
+        else {
+          scopeKeys.add(sk);
+          scopes.push(scope);
+        }
+      }
+      if (!ok) continue;
+      const rule: Rule = { jobs: ruleJobs, commands, scopes };
+      const rk = ruleKey(rule);
+      const same = seenRules.get(rk);
+      if (same !== undefined) {
+        v.add(
+          'duplicate_rule',
+          rp,
+          `This rule is the same as rules[${same}] of table ${JSON.stringify(key)} (same jobs, commands and scopes).`,
+          'Remove one of them.',
+        );
+        continue;
+      }
+      seenRules.set(rk, ri);
+      rules.push(rule);
+    }
+
+    // cells
+    const cells: Cell[] = [];
+    if (t.cells !== undefined && t.cells !== null) {
+      if (!isRecord(t.cells))
+        v.structure([...path, 'cells'], 'an object of column -> { relation: level }', t.cells);
+      else
+        for (const [column, spec] of Object.entries(t.cells)) {
+          const cp: PathSegment[] = [...path, 'cells', column];
+          const colOk = checkCol(column, cp, 'a cell');
+          if (!isRecord(spec) || Object.keys(spec).length === 0) {
+            v.structure(
+              cp,
+              'a non-empty object of own/unit/subtree/shared/pool/granted/job:<name>/default -> level',
+              spec,
+            );
+            continue;
+          }
+          const cases: CellCase[] = [];
+          let otherwise: Level | null = null;
+          let good = colOk;
+          const entries = Object.entries(spec);
+          for (const [ei, [rel, rawLevel]] of entries.entries()) {
+            const ep = [...cp, rel];
+            const level = parseLevel(v, rawLevel, ep, maskNames);
+            if (!level) good = false;
+            if (level?.kind === 'mask' && level.mask !== 'null') {
+              const type = info.columns.find((c) => c.name === column)?.type ?? null;
+              if (type !== null && !isTextType(type)) {
+                v.add(
+                  'mask_on_non_text',
+                  ep,
+                  `Mask ${JSON.stringify(level.mask)} works on text, but column ${JSON.stringify(column)} is ${type}.`,
+                  'Use "hidden" (or mask:null) for this column, or mask a text column.',
+                );
+                good = false;
+              }
+            }
+            if (rel === 'default') {
+              if (ei !== entries.length - 1) {
+                v.add(
+                  'conflicting_rule',
+                  ep,
+                  `In cell ${JSON.stringify(column)}, "default" is not the last key, so the keys after it would never apply (first match wins).`,
+                  'Move "default" to the end.',
+                );
+                good = false;
+              }
+              otherwise = level;
+              continue;
+            }
+            if ((ROW_RELATIONS as readonly string[]).includes(rel)) {
+              needs(info, rel as RowRelation, ep, `Cell ${JSON.stringify(column)}`);
+              if (level)
+                cases.push({ when: { kind: 'relation', relation: rel as RowRelation }, level });
+            } else if (rel.startsWith('job:')) {
+              const job = rel.slice(4);
+              if (!knownJob(job, ep)) good = false;
+              else if (level) cases.push({ when: { kind: 'job', job }, level });
+            } else {
+              v.add(
+                'unknown_relation',
+                ep,
+                `Cell key ${JSON.stringify(rel)} is not a relation.${suggest(rel, [...ROW_RELATIONS, 'default'])}`,
+                `Use one of ${list(ROW_RELATIONS)}, "job:<job name>" or "default".`,
+              );
+              good = false;
+            }
+          }
+          const finalOtherwise: Level = otherwise ?? { kind: 'hidden' };
+          const levels = [...cases.map((c) => c.level), finalOtherwise];
+          const special =
+            column === info.keyColumn
+              ? 'the primary key'
+              : column === info.owner
+                ? 'the owner column'
+                : null;
+          if (special && levels.some((l) => l.kind !== 'full')) {
+            v.add(
+              'conflicting_rule',
+              cp,
+              `Column ${JSON.stringify(column)} is ${special} of table ${JSON.stringify(key)} and cannot be hidden or masked (shares, reveals, grants and defaults rely on it).`,
+              'Remove this cell.',
+            );
+            good = false;
+          }
+          if (good) cells.push({ column, cases, otherwise: finalOtherwise });
+        }
+    }
+
+    let keyType = 'bigint';
+    const keyCol = info.columns.find((c) => c.name === info.keyColumn);
+    if (typeof t.keyType === 'string') keyType = normalizeKeyType(t.keyType);
+    else if (t.keyType !== undefined && t.keyType !== null)
+      v.structure([...path, 'keyType'], 'an SQL type name (string)', t.keyType);
+    else if (keyCol?.type) keyType = normalizeKeyType(keyCol.type);
+    if (!TYPE_NAME.test(keyType)) {
+      v.add(
+        'invalid_structure',
+        t.keyType !== undefined ? [...path, 'keyType'] : path,
+        `Key type ${JSON.stringify(keyType)} of table ${JSON.stringify(key)} is not a plain SQL type name.`,
+        'Set keyType to a built-in type such as bigint, integer, uuid or text.',
+      );
+    }
+
+    tables.push({
+      name: key,
+      table: info.table,
+      columns: info.columns,
+      key: info.keyColumn,
+      keyType,
+      owner: info.owner,
+      unit: info.unit,
+      pool: info.pool,
+      grantable: info.grantable,
+      rules,
+      cells,
+    });
+  }
+
+  // ------------------------------------------------------------ parent cycles
+  {
+    const out = new Map<string, { to: string; path: PathSegment[] }[]>();
+    for (const e of edges) out.set(e.from, [...(out.get(e.from) ?? []), e]);
+    const state = new Map<string, 'active' | 'done'>();
+    const stack: string[] = [];
+    const reported = new Set<string>();
+    const visit = (node: string) => {
+      state.set(node, 'active');
+      stack.push(node);
+      for (const e of out.get(node) ?? []) {
+        if (state.get(e.to) === 'active') {
+          const cycle = [...stack.slice(stack.indexOf(e.to)), e.to];
+          const id = [...new Set(cycle)].sort(cmp).join(',');
+          if (!reported.has(id)) {
+            reported.add(id);
+            v.add(
+              'parent_cycle',
+              e.path,
+              `Parent scopes form a cycle: ${cycle.join(' -> ')}; each table's visibility would depend on itself.`,
+              "Break the cycle, or restrict one parent scope with via (e.g. via: [own, unit]), which does not follow the parent's own rules.",
+            );
+          }
+        } else if (state.get(e.to) === undefined) visit(e.to);
+      }
+      stack.pop();
+      state.set(node, 'done');
+    };
+    for (const k of [...out.keys()].sort(cmp)) if (!state.has(k)) visit(k);
+  }
+
+  if (v.problems.length > 0) return { model: null, problems: v.problems };
+  const model: Model = {
+    name,
+    schemas: { protected: prot, exposed },
+    roles,
+    jobs: jobs.sort((a, b) => cmp(a.name, b.name)),
+    masks: masks.sort((a, b) => cmp(a.name, b.name)),
+    tables: tables.sort((a, b) => cmp(a.name, b.name)),
+  };
+  return { model: deepFreeze(model), problems: [] };
+}
+
+/**
+ * Returns a copy of `input` whose tables (by model name) get the given columns, e.g. read from the
+ * live database by plan/apply; validate the result again. Tables not in `columns` are unchanged.
+ */
+export function withColumns(
+  input: ModelInput,
+  columns: Readonly<Record<string, readonly { name: string; type: string | null }[]>>,
+): ModelInput {
+  const tables: Record<string, ModelInput['tables'][string]> = { ...input.tables };
+  for (const [key, cols] of Object.entries(columns)) {
+    const t = tables[key];
+    if (!t) continue;
+    tables[key] = {
+      ...t,
+      columns: cols.map((c) =>
+        c.type === null ? { name: c.name } : { name: c.name, type: c.type },
+      ),
+    };
+  }
+  return { ...input, tables };
+}

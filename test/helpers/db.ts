@@ -1,0 +1,98 @@
+/**
+ * Per-test database helper. Each call creates a fresh database on the shared test server
+ * (see test/global-setup.ts) and a role-name prefix unique to it.
+ */
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { inject } from 'vitest';
+import { quoteIdent } from '../../src/sql/quote.js';
+
+export interface TestDb {
+  /** Superuser URL of the new database. */
+  url: string;
+  /** Database name, `pgw_<8 random lowercase alnum>`. */
+  name: string;
+  /** Prefix for any role a test creates (`${name}_`); cleanup() drops all roles with it. */
+  prefix: string;
+  /** Superuser connection to the new database (max 4 connections, notices ignored). */
+  sql: postgres.Sql;
+  /** Closes connections, drops the database (FORCE) and every role starting with `prefix`. */
+  cleanup(): Promise<void>;
+}
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+function randomSuffix(length = 8): string {
+  const bytes = randomBytes(length);
+  let out = '';
+  for (const b of bytes) out += ALPHABET[b % ALPHABET.length];
+  return out;
+}
+
+/** Returns `url` with its user (password removed) and/or database replaced. */
+export function urlFor(url: string, opts: { user?: string; database?: string }): string {
+  const u = new URL(url);
+  if (opts.user !== undefined) {
+    u.username = encodeURIComponent(opts.user);
+    u.password = '';
+  }
+  if (opts.database !== undefined) u.pathname = `/${encodeURIComponent(opts.database)}`;
+  return u.toString();
+}
+
+function adminConnection(adminUrl: string): postgres.Sql {
+  return postgres(adminUrl, { max: 1, onnotice: () => {} });
+}
+
+export async function createTestDatabase(): Promise<TestDb> {
+  const adminUrl = inject('adminUrl');
+  const name = `pgw_${randomSuffix()}`;
+  const prefix = `${name}_`;
+
+  const admin = adminConnection(adminUrl);
+  try {
+    await admin.unsafe(`create database ${quoteIdent(name)}`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+
+  const url = urlFor(adminUrl, { database: name });
+  const sql = postgres(url, { max: 4, onnotice: () => {} });
+
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await sql.end({ timeout: 5 }).catch(() => undefined);
+    const adm = adminConnection(adminUrl);
+    try {
+      await adm.unsafe(`drop database if exists ${quoteIdent(name)} with (force)`);
+      // LIKE treats '_' as a wildcard, so filter by exact prefix with left().
+      const roles = await adm<{ rolname: string }[]>`
+        select rolname from pg_roles where left(rolname, ${prefix.length}) = ${prefix}
+      `;
+      // Roles can depend on each other (on PG16+ a CREATEROLE role is recorded as the grantor
+      // of the memberships it granted): drop in passes until nothing more can be dropped.
+      let left = roles.map((r) => r.rolname);
+      for (let pass = 0; pass < 5 && left.length > 0; pass++) {
+        const failed: { rolname: string; err: unknown }[] = [];
+        for (const rolname of left) {
+          try {
+            await adm.unsafe(`drop role if exists ${quoteIdent(rolname)}`);
+          } catch (err) {
+            failed.push({ rolname, err });
+          }
+        }
+        if (failed.length === left.length || pass === 4) {
+          for (const f of failed) console.warn(`[pgwarden test] could not drop role ${f.rolname}: ${String(f.err)}`);
+          break;
+        }
+        left = failed.map((f) => f.rolname);
+      }
+    } finally {
+      await adm.end({ timeout: 5 });
+    }
+  };
+
+  return { url, name, prefix, sql, cleanup };
+}
