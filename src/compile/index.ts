@@ -12,7 +12,6 @@ import { sortObjects } from '../catalog/objects.js';
 import type { Cell, Command, Level, Model, RowRelation, TableModel } from '../model/types.js';
 import { COMMANDS } from '../model/types.js';
 import { type Sql, ident, join, qualified, sql, unsafeRaw } from '../sql/fragment.js';
-import { typeName } from '../sql/render.js';
 import { loadCatalogMigrations } from './catalog-sql.js';
 import {
   CURRENT_USER,
@@ -219,17 +218,15 @@ function cellExpr(model: Model, table: TableModel, cell: Cell): Sql {
   const ctx: PredicateContext = { model, table, person: CURRENT_USER, access: 'select' };
   const all = [...cell.cases.map((c) => c.level), cell.otherwise];
   if (all.every((l) => l.kind === 'full')) return col(table, cell.column);
-  const colType = table.columns.find((c) => c.name === cell.column)?.type ?? null;
   const whens = cell.cases.map((c) => {
     const cond = c.when.kind === 'job' ? hasJob(CURRENT_USER, c.when.job) : relationPredicate(ctx, c.when.relation);
     return sql`WHEN ${cond} THEN ${levelExpr(model, table, cell, c.level)}`;
   });
-  const body = sql`CASE\n      ${join(whens, '\n      ')}\n      ELSE ${levelExpr(model, table, cell, cell.otherwise)}\n    END`;
-  // all-hidden cells keep the column's type
-  if (all.every((l) => l.kind === 'hidden' || (l.kind === 'mask' && l.mask === 'null')) && colType) {
-    return sql`CAST(NULL AS ${typeName(colType)})`;
+  // all-hidden cells keep the column's type without naming it: a CASE whose only branch is the column
+  if (all.every((l) => l.kind === 'hidden' || (l.kind === 'mask' && l.mask === 'null'))) {
+    return sql`CASE WHEN false THEN ${col(table, cell.column)} END`;
   }
-  return body;
+  return sql`CASE\n      ${join(whens, '\n      ')}\n      ELSE ${levelExpr(model, table, cell, cell.otherwise)}\n    END`;
 }
 
 function view(model: Model, table: TableModel, roles: RoleNames): ViewObject {

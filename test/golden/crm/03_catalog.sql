@@ -413,7 +413,7 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege', HINT = 'Choose another name, or remove those attributes first.';
   END IF;
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r) THEN
-    EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOINHERIT', r);
+    EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN INHERIT', r);
   END IF;
   IF login THEN
     EXECUTE pg_catalog.format('ALTER ROLE %I LOGIN', r);
