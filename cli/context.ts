@@ -7,7 +7,7 @@ import { readColumns } from '../src/introspect/columns.js';
 import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/types.js';
 import { validateModel, withColumns } from '../src/model/validate.js';
-import { EXIT, c, printProblems } from './output.js';
+import { c, EXIT, printProblems } from './output.js';
 
 export class ExitError extends Error {
   constructor(
@@ -18,18 +18,32 @@ export class ExitError extends Error {
   }
 }
 
-const MODEL_CANDIDATES = ['pgwarden.model.ts', 'pgwarden.model.yaml', 'pgwarden.model.yml', 'pgwarden.model.json'];
+const MODEL_CANDIDATES = [
+  'pgwarden.model.ts',
+  'pgwarden.model.yaml',
+  'pgwarden.model.yml',
+  'pgwarden.model.json',
+];
 
 export function findModelFile(given: string | undefined): string {
   const file = given ?? process.env.PGWARDEN_MODEL;
   if (file) return resolve(file);
   for (const f of MODEL_CANDIDATES) if (existsSync(f)) return resolve(f);
-  throw new PgwardenError('no_model', 'no model file given and none found in this folder', `Pass --model FILE, set PGWARDEN_MODEL, or create one of: ${MODEL_CANDIDATES.join(', ')}.`);
+  throw new PgwardenError(
+    'no_model',
+    'no model file given and none found in this folder',
+    `Pass --model FILE, set PGWARDEN_MODEL, or create one of: ${MODEL_CANDIDATES.join(', ')}.`,
+  );
 }
 
 export function databaseUrl(given: string | undefined): string {
   const url = given ?? process.env.DATABASE_URL;
-  if (!url) throw new PgwardenError('no_url', 'no database to connect to', 'Pass --url postgres://... or set DATABASE_URL.');
+  if (!url)
+    throw new PgwardenError(
+      'no_url',
+      'no database to connect to',
+      'Pass --url postgres://... or set DATABASE_URL.',
+    );
   return url;
 }
 
@@ -48,7 +62,14 @@ export async function loadValidModel(file: string, db?: postgres.Sql): Promise<L
   // Offline, every table must list its columns; with a database, missing lists are read from it.
   const loaded = await loadModel(file, { requireColumns: !db });
   let { model, problems } = loaded;
-  if (db && loaded.input && typeof loaded.input === 'object' && problems.every((p) => p.code !== 'invalid_syntax' && p.code !== 'file_not_found' && p.code !== 'load_failed')) {
+  if (
+    db &&
+    loaded.input &&
+    typeof loaded.input === 'object' &&
+    problems.every(
+      (p) => p.code !== 'invalid_syntax' && p.code !== 'file_not_found' && p.code !== 'load_failed',
+    )
+  ) {
     const input = loaded.input as Parameters<typeof withColumns>[0];
     const missing = Object.entries(input.tables ?? {}).filter(([, t]) => !t.columns);
     if (missing.length > 0 && input.schemas?.protected) {
@@ -59,7 +80,10 @@ export async function loadValidModel(file: string, db?: postgres.Sql): Promise<L
         const found = cols[t.name ?? k];
         if (found) byModelName[k] = found;
       }
-      const again = await validateModel(withColumns(input, byModelName), { requireColumns: true, ...(loaded.source ? { source: loaded.source } : {}) });
+      const again = await validateModel(withColumns(input, byModelName), {
+        requireColumns: true,
+        ...(loaded.source ? { source: loaded.source } : {}),
+      });
       model = again.model;
       problems = again.problems;
     }

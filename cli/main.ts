@@ -7,11 +7,13 @@ import { register as demo } from './commands/demo.js';
 import { register as generate } from './commands/generate.js';
 import { register as plan } from './commands/plan.js';
 import { ExitError } from './context.js';
-import { EXIT, c } from './output.js';
+import { c, EXIT } from './output.js';
 
 export function buildProgram(): Command {
   const program = new Command('pgwarden')
-    .description('Permissions on customer data, enforced inside PostgreSQL: row level security, masking views, roles and grants from one model.')
+    .description(
+      'Permissions on customer data, enforced inside PostgreSQL: row level security, masking views, roles and grants from one model.',
+    )
     .version('0.1.0')
     .option('--debug', 'print stack traces')
     .showHelpAfterError()
@@ -21,7 +23,10 @@ export function buildProgram(): Command {
   applyCmd(program);
   demo(program);
   admin(program);
-  program.addHelpText('after', '\nQuick start:\n  $ pgwarden demo\n  $ pgwarden plan --model examples/crm/model.ts --url "$DATABASE_URL"\n');
+  program.addHelpText(
+    'after',
+    '\nQuick start:\n  $ pgwarden demo\n  $ pgwarden plan --model examples/crm/model.ts --url "$DATABASE_URL"\n',
+  );
   return program;
 }
 
@@ -36,11 +41,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (e instanceof ExitError) return e.exitCode;
     if (e instanceof PgwardenError) {
       process.stderr.write(`${c.red('error:')} ${e.message}\n${c.dim('hint:')} ${e.hint}\n`);
-      if (debug) process.stderr.write(`${e.stack ?? ''}\n${e.cause ? String((e.cause as Error).stack ?? e.cause) : ''}\n`);
+      if (debug)
+        process.stderr.write(
+          `${e.stack ?? ''}\n${e.cause ? String((e.cause as Error).stack ?? e.cause) : ''}\n`,
+        );
       return EXIT.error;
     }
     const err = e as { message?: string; code?: string; stack?: string };
-    process.stderr.write(`${c.red('error:')} ${err.message ?? String(e)}${err.code ? c.dim(` [${err.code}]`) : ''}\n`);
+    process.stderr.write(
+      `${c.red('error:')} ${err.message ?? String(e)}${err.code ? c.dim(` [${err.code}]`) : ''}\n`,
+    );
     if (debug) process.stderr.write(`${err.stack ?? ''}\n`);
     else process.stderr.write(c.dim('Run with --debug for details.\n'));
     return EXIT.error;

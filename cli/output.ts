@@ -4,42 +4,71 @@ import type { Problem } from '../src/model/problems.js';
 import { formatPath } from '../src/model/problems.js';
 import type { Plan } from '../src/plan/index.js';
 
-const colour = process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
+const colour =
+  process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
 export const c = new Chalk({ level: colour ? 1 : 0 });
 
 export const EXIT = { ok: 0, error: 1, changes: 2, invalidModel: 3 } as const;
 
-export function printProblems(problems: readonly Problem[], out: (s: string) => void = (s) => process.stderr.write(s)): void {
+export function printProblems(
+  problems: readonly Problem[],
+  out: (s: string) => void = (s) => process.stderr.write(s),
+): void {
   out(c.red(`The model has ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n`));
   for (const p of problems) {
-    const where = p.location ? `${p.location.file}:${p.location.line}:${p.location.column}` : formatPath(p.path) || '(model)';
+    const where = p.location
+      ? `${p.location.file}:${p.location.line}:${p.location.column}`
+      : formatPath(p.path) || '(model)';
     out(`  ${c.bold(where)} ${c.yellow(`[${p.code}]`)} ${p.message}\n`);
     if (p.location && p.path.length) out(`    at ${formatPath(p.path)}\n`);
     out(`    ${c.dim('fix:')} ${p.fix}\n`);
   }
 }
 
-const EFFECT_LABEL = { widens: 'widens access', narrows: 'narrows access', neutral: 'neutral', destructive: 'DESTRUCTIVE' } as const;
+const EFFECT_LABEL = {
+  widens: 'widens access',
+  narrows: 'narrows access',
+  neutral: 'neutral',
+  destructive: 'DESTRUCTIVE',
+} as const;
 
 export function formatPlan(plan: Plan, showSql: boolean): string {
-  if (plan.steps.length === 0) return `${c.green('No changes.')} The database matches the model (${plan.unchanged} objects).\n`;
+  if (plan.steps.length === 0)
+    return `${c.green('No changes.')} The database matches the model (${plan.unchanged} objects).\n`;
   const order = { destructive: 0, widens: 1, narrows: 2, neutral: 3 } as const;
   const lines: string[] = [];
   const counts = { create: 0, replace: 0, drop: 0 };
   for (const s of plan.steps) counts[s.action] += 1;
   lines.push(
-    c.bold(`Plan: ${counts.create} to create, ${counts.replace} to replace, ${counts.drop} to drop (${plan.unchanged} unchanged)`),
+    c.bold(
+      `Plan: ${counts.create} to create, ${counts.replace} to replace, ${counts.drop} to drop (${plan.unchanged} unchanged)`,
+    ),
   );
-  const flagged = plan.steps.filter((s) => s.effect === 'destructive' || (s.effect === 'widens' && s.reason !== 'new'));
+  const flagged = plan.steps.filter(
+    (s) => s.effect === 'destructive' || (s.effect === 'widens' && s.reason !== 'new'),
+  );
   if (flagged.length) {
     lines.push(c.red.bold('\nNeeds attention:'));
-    for (const s of [...flagged].sort((a, b) => order[a.effect] - order[b.effect])) lines.push(`  ${c.red('!')} ${s.summary} ${c.red(`[${EFFECT_LABEL[s.effect]}]`)}`);
+    for (const s of [...flagged].sort((a, b) => order[a.effect] - order[b.effect]))
+      lines.push(`  ${c.red('!')} ${s.summary} ${c.red(`[${EFFECT_LABEL[s.effect]}]`)}`);
   }
   lines.push('');
   for (const [i, s] of plan.steps.entries()) {
-    const mark = s.action === 'drop' ? c.red('-') : s.action === 'replace' ? c.yellow('~') : c.green('+');
-    lines.push(`${String(i + 1).padStart(3)}. ${mark} ${s.summary} ${c.dim(`(${EFFECT_LABEL[s.effect]})`)}`);
-    if (showSql) for (const q of s.sql) lines.push(c.dim(q.split('\n').map((l) => `       ${l}`).join('\n')));
+    const mark =
+      s.action === 'drop' ? c.red('-') : s.action === 'replace' ? c.yellow('~') : c.green('+');
+    lines.push(
+      `${String(i + 1).padStart(3)}. ${mark} ${s.summary} ${c.dim(`(${EFFECT_LABEL[s.effect]})`)}`,
+    );
+    if (showSql)
+      for (const q of s.sql)
+        lines.push(
+          c.dim(
+            q
+              .split('\n')
+              .map((l) => `       ${l}`)
+              .join('\n'),
+          ),
+        );
   }
   return `${lines.join('\n')}\n`;
 }

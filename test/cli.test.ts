@@ -2,7 +2,7 @@
  * The command line as a user runs it: the real bin in a child process, against a real database.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,18 +10,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crmModel, readCrmFile } from '../examples/crm/setup.js';
 import { loadModel } from '../src/model/load.js';
 import { validateModel, withColumns } from '../src/model/validate.js';
-import { type TestDb, createTestDatabase } from './helpers/db.js';
+import { createTestDatabase, type TestDb } from './helpers/db.js';
 
 const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', 'bin', 'pgwarden.js');
 
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await run(process.execPath, [BIN, ...args], { env: { ...process.env, NO_COLOR: '1', ...env }, timeout: 120_000 });
+    const r = await run(process.execPath, [BIN, ...args], {
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      timeout: 120_000,
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+    return {
+      code: typeof err.code === 'number' ? err.code : -1,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? '',
+    };
   }
 }
 
@@ -36,17 +46,34 @@ afterAll(async () => {
 
 describe('an invalid model', () => {
   it('exits 3, lists every problem with file:line and path, and leaves the database untouched', async () => {
-    const r = await cli(['apply', '--model', 'test/fixtures/typos.yaml', '--url', t.url, '--yes', '--role-prefix', t.prefix]);
+    const r = await cli([
+      'apply',
+      '--model',
+      'test/fixtures/typos.yaml',
+      '--url',
+      t.url,
+      '--yes',
+      '--role-prefix',
+      t.prefix,
+    ]);
     expect(r.code).toBe(3);
     const text = r.stderr;
-    for (const code of ['unknown_column', 'unknown_job', 'invalid_filter', 'unknown_mask', 'duplicate_rule']) expect(text).toContain(`[${code}]`);
+    for (const code of [
+      'unknown_column',
+      'unknown_job',
+      'invalid_filter',
+      'unknown_mask',
+      'duplicate_rule',
+    ])
+      expect(text).toContain(`[${code}]`);
     expect(text).toMatch(/typos\.yaml:7:\d+/); // owner: ownr
     expect(text).toMatch(/typos\.yaml:9:\d+ .*sales_rpe/);
     expect(text).toMatch(/tables\.customers\.rules\[1\]\.scopes\[0\]\.filter/);
     expect(text).toMatch(/tables\.customers\.rules\[2\]\.scopes\[0\]\.filter/);
     expect(text).toContain('fix:');
     expect(text).toContain('Nothing was changed.');
-    const [s] = await t.sql`SELECT to_regnamespace('pgwarden') AS p, to_regnamespace('crm_api') AS a, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE ${`${t.prefix}%`}) AS roles`;
+    const [s] =
+      await t.sql`SELECT to_regnamespace('pgwarden') AS p, to_regnamespace('crm_api') AS a, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE ${`${t.prefix}%`}) AS roles`;
     expect(s).toEqual({ p: null, a: null, roles: 0 });
   });
 
@@ -63,7 +90,12 @@ describe('the YAML model', () => {
     const ts = await crmModel();
     const y = await loadModel('examples/crm/model.yaml');
     expect(y.problems).toEqual([]);
-    const cols = Object.fromEntries(ts.tables.map((tb) => [tb.name, tb.columns.map((c) => ({ name: c.name, type: c.type ?? 'text' }))]));
+    const cols = Object.fromEntries(
+      ts.tables.map((tb) => [
+        tb.name,
+        tb.columns.map((c) => ({ name: c.name, type: c.type ?? 'text' })),
+      ]),
+    );
     const v = await validateModel(withColumns(y.input as never, cols), { requireColumns: true });
     expect(v.problems).toEqual([]);
     expect(v.model).toEqual(ts);
@@ -72,14 +104,26 @@ describe('the YAML model', () => {
 
 describe('plan, apply, plan', () => {
   it('plan shows the steps, apply refuses to run unattended without --yes, then applies; plan is then empty', async () => {
-    const common = ['--model', 'examples/crm/model.yaml', '--url', t.url, '--role-prefix', t.prefix];
+    const common = [
+      '--model',
+      'examples/crm/model.yaml',
+      '--url',
+      t.url,
+      '--role-prefix',
+      t.prefix,
+    ];
     const plan = await cli(['plan', ...common]);
     expect(plan.code).toBe(0);
     expect(plan.stdout).toMatch(/Plan: \d+ to create, 0 to replace, 0 to drop/);
-    expect(plan.stdout).toContain('create policy "customers_select" on "crm"."customers" for select');
+    expect(plan.stdout).toContain(
+      'create policy "customers_select" on "crm"."customers" for select',
+    );
     const exitCode = await cli(['plan', ...common, '--exit-code']);
     expect(exitCode.code).toBe(2);
-    const json = JSON.parse((await cli(['plan', ...common, '--json'])).stdout) as { changes: number; steps: { op: string; sql: string[] }[] };
+    const json = JSON.parse((await cli(['plan', ...common, '--json'])).stdout) as {
+      changes: number;
+      steps: { op: string; sql: string[] }[];
+    };
     expect(json.changes).toBeGreaterThan(50);
     expect(json.steps.map((s) => s.op)).toContain('create_policy');
 
@@ -99,7 +143,16 @@ describe('plan, apply, plan', () => {
   });
 
   it('the TypeScript model applied over the YAML one changes nothing', async () => {
-    const r = await cli(['plan', '--model', 'examples/crm/model.ts', '--url', t.url, '--role-prefix', t.prefix, '--exit-code']);
+    const r = await cli([
+      'plan',
+      '--model',
+      'examples/crm/model.ts',
+      '--url',
+      t.url,
+      '--role-prefix',
+      t.prefix,
+      '--exit-code',
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
   });
 
@@ -108,7 +161,9 @@ describe('plan, apply, plan', () => {
     const r = await cli(['generate', '--model', 'examples/crm/model.ts', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     for (const f of readdirSync(join(import.meta.dirname, 'golden', 'crm'))) {
-      expect(readFileSync(join(out, f), 'utf8')).toBe(readFileSync(join(import.meta.dirname, 'golden', 'crm', f), 'utf8'));
+      expect(readFileSync(join(out, f), 'utf8')).toBe(
+        readFileSync(join(import.meta.dirname, 'golden', 'crm', f), 'utf8'),
+      );
     }
   });
 });
@@ -123,7 +178,17 @@ describe('people, units, jobs, shares and grants from the command line', () => {
     expect(adam.stdout).toContain(`as role ${t.prefix}adam`);
     // adam acts through the application role, as a person
     const asAdam = ['--as', `${t.prefix}adam`];
-    const bob = await cli(['person', 'add', 'bob', '--unit', 'sales', '--job', 'sales_rep', ...u(), ...asAdam]);
+    const bob = await cli([
+      'person',
+      'add',
+      'bob',
+      '--unit',
+      'sales',
+      '--job',
+      'sales_rep',
+      ...u(),
+      ...asAdam,
+    ]);
     expect(bob.code, bob.stderr).toBe(0);
     const self = await cli(['grant', 'job', 'adam', 'sales_director', ...u(), ...asAdam]);
     expect(self.code).toBe(1);
@@ -134,12 +199,51 @@ describe('people, units, jobs, shares and grants from the command line', () => {
     const bobAsAdmin = await cli(['unit', 'add', 'x', ...u(), '--as', `${t.prefix}bob`]);
     expect(bobAsAdmin.code).toBe(1);
     expect(bobAsAdmin.stderr).toContain('may not manage people');
-    const access = await cli(['grant', 'access', 'bob', 'customers', '--filter', '{"region":"east"}', '--until', '2d', ...u(), ...asAdam]);
+    const access = await cli([
+      'grant',
+      'access',
+      'bob',
+      'customers',
+      '--filter',
+      '{"region":"east"}',
+      '--until',
+      '2d',
+      ...u(),
+      ...asAdam,
+    ]);
     expect(access.code, access.stderr).toBe(0);
-    const badFilter = await cli(['grant', 'access', 'bob', 'customers', '--filter', '{"phone":"1"}', '--until', '2d', ...u(), ...asAdam]);
+    const badFilter = await cli([
+      'grant',
+      'access',
+      'bob',
+      'customers',
+      '--filter',
+      '{"phone":"1"}',
+      '--until',
+      '2d',
+      ...u(),
+      ...asAdam,
+    ]);
     expect(badFilter.stderr).toContain('cannot filter on column "phone"');
-    expect((await cli(['share', 'add', 'customers', '42', '--with', 'bob', '--until', '7d', ...u(), ...asAdam])).code).toBe(0);
-    expect((await cli(['person', 'move', 'bob', '--unit', 'hq', ...u()])).stdout).toContain('bob moved to hq');
+    expect(
+      (
+        await cli([
+          'share',
+          'add',
+          'customers',
+          '42',
+          '--with',
+          'bob',
+          '--until',
+          '7d',
+          ...u(),
+          ...asAdam,
+        ])
+      ).code,
+    ).toBe(0);
+    expect((await cli(['person', 'move', 'bob', '--unit', 'hq', ...u()])).stdout).toContain(
+      'bob moved to hq',
+    );
     const list = await cli(['person', 'list', ...u()]);
     expect(list.stdout).toMatch(/bob\s+\S+bob\s+hq\s+true\s+sales_rep/);
     const grants = await cli(['grant', 'list', ...u()]);
@@ -153,7 +257,15 @@ describe('people, units, jobs, shares and grants from the command line', () => {
 
 describe('help', () => {
   it('every command has help with an example', async () => {
-    for (const cmd of [['generate'], ['plan'], ['apply'], ['demo'], ['person', 'add'], ['grant', 'access'], ['share', 'add']]) {
+    for (const cmd of [
+      ['generate'],
+      ['plan'],
+      ['apply'],
+      ['demo'],
+      ['person', 'add'],
+      ['grant', 'access'],
+      ['share', 'add'],
+    ]) {
       const r = await cli([...cmd, '--help']);
       expect(r.code, cmd.join(' ')).toBe(0);
       expect(r.stdout, cmd.join(' ')).toMatch(/Example/);

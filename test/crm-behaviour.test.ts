@@ -7,7 +7,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { withPerson } from '../src/runtime/with-person.js';
-import { type TestDb, createTestDatabase, urlFor } from './helpers/db.js';
+import { createTestDatabase, type TestDb, urlFor } from './helpers/db.js';
 
 type Customer = {
   id: number;
@@ -29,7 +29,22 @@ let unitOf: Map<string, string>;
 let parentOf: Map<string, string | null>;
 let shares: { row_key: string; person: string }[];
 let contractCustomers: Set<number>;
-const PEOPLE = ['alice', 'bob', 'pat', 'carol', 'dave', 'walt', 'vera', 'erin', 'fiona', 'mark', 'tom', 'olga', 'adam', 'audrey'];
+const PEOPLE = [
+  'alice',
+  'bob',
+  'pat',
+  'carol',
+  'dave',
+  'walt',
+  'vera',
+  'erin',
+  'fiona',
+  'mark',
+  'tom',
+  'olga',
+  'adam',
+  'audrey',
+];
 const MANAGES: Record<string, string> = { carol: 'sales_east', walt: 'sales_west', vera: 'sales' };
 const REPS = ['alice', 'bob', 'pat', 'dave'];
 
@@ -47,8 +62,11 @@ function inSubtree(unit: string | undefined, top: string): boolean {
   return false;
 }
 const managerAbove = (person: string, owner: string | null) =>
-  owner !== null && MANAGES[person] !== undefined && inSubtree(unitOf.get(owner), MANAGES[person] as string);
-const sharedWith = (person: string, id: number) => shares.some((s) => s.person === person && s.row_key === String(id));
+  owner !== null &&
+  MANAGES[person] !== undefined &&
+  inSubtree(unitOf.get(owner), MANAGES[person] as string);
+const sharedWith = (person: string, id: number) =>
+  shares.some((s) => s.person === person && s.row_key === String(id));
 
 function sees(person: string, c: Customer): boolean {
   if (REPS.includes(person)) return c.owner === person || sharedWith(person, c.id) || c.in_pool;
@@ -60,17 +78,37 @@ function sees(person: string, c: Customer): boolean {
   return false;
 }
 
-function cells(person: string, c: Customer): Pick<Customer, 'phone' | 'email' | 'id_number' | 'address'> {
+function cells(
+  person: string,
+  c: Customer,
+): Pick<Customer, 'phone' | 'email' | 'id_number' | 'address'> {
   const hidden = { phone: null, email: null, id_number: null, address: null };
   if (c.in_pool) return hidden;
   if (c.owner === person || managerAbove(person, c.owner)) {
-    return { phone: c.phone, email: c.email, id_number: c.id_number && maskId(c.id_number), address: c.address };
+    return {
+      phone: c.phone,
+      email: c.email,
+      id_number: c.id_number && maskId(c.id_number),
+      address: c.address,
+    };
   }
   if (REPS.includes(person) && sharedWith(person, c.id)) {
-    return { phone: c.phone && maskPhone(c.phone), email: c.email, id_number: null, address: c.address };
+    return {
+      phone: c.phone && maskPhone(c.phone),
+      email: c.email,
+      id_number: null,
+      address: c.address,
+    };
   }
-  if (person === 'erin') return { phone: c.phone && maskPhone(c.phone), email: c.email, id_number: null, address: null };
-  if (person === 'tom') return { phone: c.phone && maskPhone(c.phone), email: c.email && maskEmail(c.email), id_number: null, address: null };
+  if (person === 'erin')
+    return { phone: c.phone && maskPhone(c.phone), email: c.email, id_number: null, address: null };
+  if (person === 'tom')
+    return {
+      phone: c.phone && maskPhone(c.phone),
+      email: c.email && maskEmail(c.email),
+      id_number: null,
+      address: null,
+    };
   return hidden;
 }
 
@@ -82,14 +120,30 @@ beforeAll(async () => {
   t = await createTestDatabase();
   await setupCrm(t.sql, { rolePrefix: t.prefix });
   await t.sql.unsafe(`ALTER ROLE "${t.prefix}crm_app" PASSWORD 'app-secret'`);
-  app = postgres(urlFor(t.url, { user: `${t.prefix}crm_app` }), { password: 'app-secret', max: 2, onnotice: () => {} });
-  customers = await t.sql<Customer[]>`SELECT id::int, owner, region, customer_type, status, in_pool, phone, email, id_number, address FROM crm.customers ORDER BY id`;
-  const units = await t.sql<{ name: string; parent: string | null }[]>`SELECT name, parent FROM pgwarden.units`;
+  app = postgres(urlFor(t.url, { user: `${t.prefix}crm_app` }), {
+    password: 'app-secret',
+    max: 2,
+    onnotice: () => {},
+  });
+  customers = await t.sql<
+    Customer[]
+  >`SELECT id::int, owner, region, customer_type, status, in_pool, phone, email, id_number, address FROM crm.customers ORDER BY id`;
+  const units = await t.sql<
+    { name: string; parent: string | null }[]
+  >`SELECT name, parent FROM pgwarden.units`;
   parentOf = new Map(units.map((u) => [u.name, u.parent]));
-  const people = await t.sql<{ name: string; unit: string }[]>`SELECT name, unit FROM pgwarden.people`;
+  const people = await t.sql<
+    { name: string; unit: string }[]
+  >`SELECT name, unit FROM pgwarden.people`;
   unitOf = new Map(people.map((p) => [p.name, p.unit]));
-  shares = await t.sql<{ row_key: string; person: string }[]>`SELECT row_key, person FROM pgwarden.shares WHERE revoked_at IS NULL AND (valid_until IS NULL OR valid_until > now())`;
-  contractCustomers = new Set((await t.sql<{ id: number }[]>`SELECT DISTINCT customer_id::int AS id FROM crm.contracts`).map((r) => r.id));
+  shares = await t.sql<
+    { row_key: string; person: string }[]
+  >`SELECT row_key, person FROM pgwarden.shares WHERE revoked_at IS NULL AND (valid_until IS NULL OR valid_until > now())`;
+  contractCustomers = new Set(
+    (await t.sql<{ id: number }[]>`SELECT DISTINCT customer_id::int AS id FROM crm.contracts`).map(
+      (r) => r.id,
+    ),
+  );
 });
 
 afterAll(async () => {
@@ -98,7 +152,7 @@ afterAll(async () => {
 });
 
 describe('the seed covers the scenario', () => {
-  it('has at least 40 customers, pool rows, shares and tom\'s grant', async () => {
+  it("has at least 40 customers, pool rows, shares and tom's grant", async () => {
     expect(customers.length).toBeGreaterThanOrEqual(40);
     expect(customers.filter((c) => c.in_pool).length).toBeGreaterThan(0);
     expect(shares.length).toBeGreaterThan(0);
@@ -109,12 +163,24 @@ describe('the seed covers the scenario', () => {
 describe('who sees which customers, and which cells', () => {
   for (const person of PEOPLE) {
     it(`${person}: rows and cells of crm_api.customers`, async () => {
-      const rows = await as(person, (tx) => tx<Customer[]>`SELECT id::int, owner, region, customer_type, status, in_pool, phone, email, id_number, address FROM crm_api.customers ORDER BY id`);
+      const rows = await as(
+        person,
+        (tx) =>
+          tx<
+            Customer[]
+          >`SELECT id::int, owner, region, customer_type, status, in_pool, phone, email, id_number, address FROM crm_api.customers ORDER BY id`,
+      );
       const expected = customers.filter((c) => sees(person, c));
       expect(rows.map((r) => r.id)).toEqual(expected.map((c) => c.id));
       for (const r of rows) {
         const c = customers.find((x) => x.id === r.id) as Customer;
-        expect({ id: r.id, phone: r.phone, email: r.email, id_number: r.id_number, address: r.address }).toEqual({ id: r.id, ...cells(person, c) });
+        expect({
+          id: r.id,
+          phone: r.phone,
+          email: r.email,
+          id_number: r.id_number,
+          address: r.address,
+        }).toEqual({ id: r.id, ...cells(person, c) });
         expect([r.owner, r.region, r.status]).toEqual([c.owner, c.region, c.status]);
       }
     });
@@ -131,12 +197,27 @@ describe('contacts, deals and contracts follow their customer', () => {
   for (const person of PEOPLE) {
     it(`${person}: contacts, deals (amount), contracts`, async () => {
       const visible = new Set(customers.filter((c) => sees(person, c)).map((c) => c.id));
-      const allContacts = await t.sql<{ id: number; customer_id: number }[]>`SELECT id::int, customer_id::int FROM crm.contacts ORDER BY id`;
-      const contacts = await as(person, (tx) => tx<{ id: number }[]>`SELECT id::int FROM crm_api.contacts ORDER BY id`);
-      expect(contacts.map((r) => r.id)).toEqual(allContacts.filter((x) => visible.has(x.customer_id)).map((x) => x.id));
+      const allContacts = await t.sql<
+        { id: number; customer_id: number }[]
+      >`SELECT id::int, customer_id::int FROM crm.contacts ORDER BY id`;
+      const contacts = await as(
+        person,
+        (tx) => tx<{ id: number }[]>`SELECT id::int FROM crm_api.contacts ORDER BY id`,
+      );
+      expect(contacts.map((r) => r.id)).toEqual(
+        allContacts.filter((x) => visible.has(x.customer_id)).map((x) => x.id),
+      );
 
-      const allDeals = await t.sql<{ id: number; customer_id: number; owner: string | null; amount: string | null }[]>`SELECT id::int, customer_id::int, owner, amount FROM crm.deals ORDER BY id`;
-      const deals = await as(person, (tx) => tx<{ id: number; amount: string | null }[]>`SELECT id::int, amount FROM crm_api.deals ORDER BY id`);
+      const allDeals = await t.sql<
+        { id: number; customer_id: number; owner: string | null; amount: string | null }[]
+      >`SELECT id::int, customer_id::int, owner, amount FROM crm.deals ORDER BY id`;
+      const deals = await as(
+        person,
+        (tx) =>
+          tx<
+            { id: number; amount: string | null }[]
+          >`SELECT id::int, amount FROM crm_api.deals ORDER BY id`,
+      );
       const expDeals = allDeals.filter((d) => visible.has(d.customer_id));
       expect(deals.map((d) => d.id)).toEqual(expDeals.map((d) => d.id));
       for (const d of deals) {
@@ -145,15 +226,27 @@ describe('contacts, deals and contracts follow their customer', () => {
         expect(d.amount, `deal ${d.id} amount for ${person}`).toEqual(full ? src.amount : null);
       }
 
-      const allContracts = await t.sql<{ id: number; customer_id: number; amount: string }[]>`SELECT id::int, customer_id::int, amount FROM crm.contracts ORDER BY id`;
-      const contracts = await as(person, (tx) => tx<{ id: number; amount: string }[]>`SELECT id::int, amount FROM crm_api.contracts ORDER BY id`);
+      const allContracts = await t.sql<
+        { id: number; customer_id: number; amount: string }[]
+      >`SELECT id::int, customer_id::int, amount FROM crm.contracts ORDER BY id`;
+      const contracts = await as(
+        person,
+        (tx) =>
+          tx<
+            { id: number; amount: string }[]
+          >`SELECT id::int, amount FROM crm_api.contracts ORDER BY id`,
+      );
       const ownerOf = new Map(customers.map((c) => [c.id, c.owner]));
       const expContracts = allContracts.filter((k) => {
         const owner = ownerOf.get(k.customer_id) ?? null;
-        return person === 'fiona' || (owner !== null && (owner === person || managerAbove(person, owner)));
+        return (
+          person === 'fiona' ||
+          (owner !== null && (owner === person || managerAbove(person, owner)))
+        );
       });
       expect(contracts.map((k) => k.id)).toEqual(expContracts.map((k) => k.id));
-      for (const k of contracts) expect(k.amount).toEqual(expContracts.find((x) => x.id === k.id)?.amount);
+      for (const k of contracts)
+        expect(k.amount).toEqual(expContracts.find((x) => x.id === k.id)?.amount);
     });
   }
 });
@@ -168,7 +261,10 @@ describe('the base tables are out of reach', () => {
           `DELETE FROM crm.${table}`,
           `INSERT INTO crm.${table} (id) VALUES (99999)`,
         ]) {
-          await expect(as(person, (tx) => tx.unsafe(stmt)), `${person}: ${stmt}`).rejects.toMatchObject({ code: '42501' });
+          await expect(
+            as(person, (tx) => tx.unsafe(stmt)),
+            `${person}: ${stmt}`,
+          ).rejects.toMatchObject({ code: '42501' });
         }
       }
     });
@@ -196,23 +292,42 @@ describe('the base tables are out of reach', () => {
   });
 
   it('helpers answer nothing about other people', async () => {
-    const r = await as('alice', (tx) => tx`SELECT pgwarden.subtree_people(${`${t.prefix}vera`}) AS a, pgwarden.person_name(${`${t.prefix}vera`}) AS b, pgwarden.has_job(${`${t.prefix}vera`}, 'sales_director') AS c`);
+    const r = await as(
+      'alice',
+      (tx) =>
+        tx`SELECT pgwarden.subtree_people(${`${t.prefix}vera`}) AS a, pgwarden.person_name(${`${t.prefix}vera`}) AS b, pgwarden.has_job(${`${t.prefix}vera`}, 'sales_director') AS c`,
+    );
     expect(r[0]).toEqual({ a: [], b: null, c: false });
   });
 });
 
 describe('plain writes follow the row rules', () => {
   it('a rep inserts a customer owned by herself (owner defaults to her) and edits it', async () => {
-    const [row] = await as('alice', (tx) => tx`INSERT INTO crm_api.customers (name, region, customer_type) VALUES ('New Co', 'east', 'retail') RETURNING id::int, owner, phone`);
+    const [row] = await as(
+      'alice',
+      (tx) =>
+        tx`INSERT INTO crm_api.customers (name, region, customer_type) VALUES ('New Co', 'east', 'retail') RETURNING id::int, owner, phone`,
+    );
     expect(row).toMatchObject({ owner: 'alice', phone: null });
-    const updated = await as('alice', (tx) => tx`UPDATE crm_api.customers SET status = 'active' WHERE id = ${row?.id as number}`);
+    const updated = await as(
+      'alice',
+      (tx) => tx`UPDATE crm_api.customers SET status = 'active' WHERE id = ${row?.id as number}`,
+    );
     expect(updated.count).toBe(1);
   });
 
   it('a rep cannot insert a customer owned by someone else, nor give hers away', async () => {
-    await expect(as('alice', (tx) => tx`INSERT INTO crm_api.customers (name, owner, region, customer_type) VALUES ('X', 'bob', 'east', 'retail')`)).rejects.toMatchObject({ code: '42501' });
+    await expect(
+      as(
+        'alice',
+        (tx) =>
+          tx`INSERT INTO crm_api.customers (name, owner, region, customer_type) VALUES ('X', 'bob', 'east', 'retail')`,
+      ),
+    ).rejects.toMatchObject({ code: '42501' });
     const mine = customers.find((c) => c.owner === 'alice') as Customer;
-    await expect(as('alice', (tx) => tx`UPDATE crm_api.customers SET owner = 'dave' WHERE id = ${mine.id}`)).rejects.toMatchObject({ code: '42501' });
+    await expect(
+      as('alice', (tx) => tx`UPDATE crm_api.customers SET owner = 'dave' WHERE id = ${mine.id}`),
+    ).rejects.toMatchObject({ code: '42501' });
   });
 
   it('UPDATE without WHERE changes only rows the person may change', async () => {
@@ -222,7 +337,12 @@ describe('plain writes follow the row rules', () => {
 
   it('masked columns are not writable through the view', async () => {
     const mine = customers.find((c) => c.owner === 'alice') as Customer;
-    await expect(as('alice', (tx) => tx`UPDATE crm_api.customers SET phone = '1' WHERE id = ${mine.id}`)).rejects.toMatchObject({ code: '0A000', message: expect.stringContaining('cannot update column "phone"') });
+    await expect(
+      as('alice', (tx) => tx`UPDATE crm_api.customers SET phone = '1' WHERE id = ${mine.id}`),
+    ).rejects.toMatchObject({
+      code: '0A000',
+      message: expect.stringContaining('cannot update column "phone"'),
+    });
   });
 });
 
@@ -244,18 +364,28 @@ describe('access changes as data, from the next statement', () => {
   });
 
   it('moving carol to manage sales_west changes what she sees on the next statement', async () => {
-    const east = customers.filter((c) => c.owner && c.owner !== 'carol' && inSubtree(unitOf.get(c.owner), 'sales_east')).map((c) => c.id);
-    const west = customers.filter((c) => c.owner && c.owner !== 'carol' && inSubtree(unitOf.get(c.owner), 'sales_west')).map((c) => c.id);
+    const east = customers
+      .filter((c) => c.owner && c.owner !== 'carol' && inSubtree(unitOf.get(c.owner), 'sales_east'))
+      .map((c) => c.id);
+    const west = customers
+      .filter((c) => c.owner && c.owner !== 'carol' && inSubtree(unitOf.get(c.owner), 'sales_west'))
+      .map((c) => c.id);
     const seen = (rows: { id: number }[]) => rows.map((r) => r.id);
-    const q = (tx: postgres.TransactionSql) => tx<{ id: number }[]>`SELECT id::int FROM crm_api.customers WHERE NOT in_pool ORDER BY id`;
+    const q = (tx: postgres.TransactionSql) =>
+      tx<{ id: number }[]>`SELECT id::int FROM crm_api.customers WHERE NOT in_pool ORDER BY id`;
     // one transaction of the application: the move happens between two statements
-    const [before, after] = await withPerson(app, 'carol', async (tx) => {
-      const b = await q(tx);
-      await t.sql`SELECT pgwarden.move_person('carol', 'sales_west')`;
-      await t.sql`SELECT pgwarden.unset_manager('carol', NULL)`;
-      await t.sql`SELECT pgwarden.set_manager('carol', 'sales_west')`;
-      return [b, await q(tx)];
-    }, { rolePrefix: t.prefix });
+    const [before, after] = await withPerson(
+      app,
+      'carol',
+      async (tx) => {
+        const b = await q(tx);
+        await t.sql`SELECT pgwarden.move_person('carol', 'sales_west')`;
+        await t.sql`SELECT pgwarden.unset_manager('carol', NULL)`;
+        await t.sql`SELECT pgwarden.set_manager('carol', 'sales_west')`;
+        return [b, await q(tx)];
+      },
+      { rolePrefix: t.prefix },
+    );
     expect(seen(before)).toEqual(expect.arrayContaining(east));
     expect(seen(before).some((id) => west.includes(id))).toBe(false);
     expect(seen(after)).toEqual(expect.arrayContaining(west));
@@ -266,7 +396,9 @@ describe('access changes as data, from the next statement', () => {
     const before = await as('bob', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`);
     expect(before[0]?.n).toBeGreaterThan(0);
     await t.sql`SELECT pgwarden.deactivate_person('bob')`;
-    await expect(as('bob', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`)).rejects.toMatchObject({ code: '42501' });
+    await expect(
+      as('bob', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`),
+    ).rejects.toMatchObject({ code: '42501' });
     // even a session that could still become bob sees nothing
     const r = await t.sql.begin(async (tx) => {
       await tx`SELECT set_config('role', ${`${t.prefix}bob`}, true)`;

@@ -3,18 +3,18 @@
  * on an empty database gives the same catalog as apply, a second apply changes nothing, plan
  * after apply is empty, a hand-dropped object is re-created, a failing apply changes nothing.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCrmFile, crmModel, setupCrm } from '../examples/crm/setup.js';
+import { crmModel, readCrmFile, setupCrm } from '../examples/crm/setup.js';
 import { apply, planAgainst } from '../src/apply/index.js';
-import { compile } from '../src/compile/index.js';
 import { canonicalJson, sha256 } from '../src/catalog/fingerprint.js';
-import { generate } from '../src/generate/index.js';
+import { compile } from '../src/compile/index.js';
 import { PgwardenError } from '../src/errors.js';
+import { generate } from '../src/generate/index.js';
 import type { Model } from '../src/model/types.js';
-import { type TestDb, createTestDatabase } from './helpers/db.js';
+import { createTestDatabase, type TestDb } from './helpers/db.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'crm');
 let model: Model;
@@ -24,12 +24,18 @@ let b: TestDb; // generated SQL
 /** What a person can observe of the catalog: policies, views, grants, role attributes, functions. */
 async function snapshot(db: postgres.Sql, prefix: string): Promise<unknown> {
   const strip = (v: unknown) => JSON.parse(JSON.stringify(v).replaceAll(prefix, '<p>'));
-  const policies = await db`SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd, qual, with_check FROM pg_policies WHERE schemaname IN ('crm') ORDER BY 1, 2, 3`;
-  const views = await db`SELECT schemaname, viewname, viewowner, definition FROM pg_views WHERE schemaname IN ('crm_api') ORDER BY 1, 2`;
-  const grants = await db`SELECT table_schema, table_name, grantee, privilege_type FROM information_schema.role_table_grants WHERE table_schema IN ('crm', 'crm_api', 'pgwarden') ORDER BY 1, 2, 3, 4`;
-  const routines = await db`SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, p.prosecdef, p.proconfig, p.proacl::text[] AS acl, md5(p.prosrc) AS src FROM pg_proc p WHERE p.pronamespace = 'pgwarden'::regnamespace ORDER BY 1, 2`;
-  const roles = await db`SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolcreaterole, rolsuper FROM pg_roles WHERE rolname LIKE ${`${prefix}%`} ORDER BY 1`;
-  const tables = await db`SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner) AS owner, c.relacl::text[] AS acl FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY 1`;
+  const policies =
+    await db`SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd, qual, with_check FROM pg_policies WHERE schemaname IN ('crm') ORDER BY 1, 2, 3`;
+  const views =
+    await db`SELECT schemaname, viewname, viewowner, definition FROM pg_views WHERE schemaname IN ('crm_api') ORDER BY 1, 2`;
+  const grants =
+    await db`SELECT table_schema, table_name, grantee, privilege_type FROM information_schema.role_table_grants WHERE table_schema IN ('crm', 'crm_api', 'pgwarden') ORDER BY 1, 2, 3, 4`;
+  const routines =
+    await db`SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, p.prosecdef, p.proconfig, p.proacl::text[] AS acl, md5(p.prosrc) AS src FROM pg_proc p WHERE p.pronamespace = 'pgwarden'::regnamespace ORDER BY 1, 2`;
+  const roles =
+    await db`SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolcreaterole, rolsuper FROM pg_roles WHERE rolname LIKE ${`${prefix}%`} ORDER BY 1`;
+  const tables =
+    await db`SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner) AS owner, c.relacl::text[] AS acl FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY 1`;
   const registry = await db`SELECT key, fingerprint FROM pgwarden.applied_objects ORDER BY key`;
   return strip({ policies, views, grants, routines, roles, tables, registry });
 }
@@ -50,11 +56,16 @@ describe('generate', () => {
     const one = generate(compile(model), { modelName: model.name, modelHash: hash });
     const two = generate(compile(model), { modelName: model.name, modelHash: hash });
     expect(one).toEqual(two);
-    const golden = readdirSync(GOLDEN).filter((f) => f.endsWith('.sql')).sort();
+    const golden = readdirSync(GOLDEN)
+      .filter((f) => f.endsWith('.sql'))
+      .sort();
     expect(one.map((f) => f.name)).toEqual(golden);
     for (const f of one) {
       // update with: npx pgwarden generate --model examples/crm/model.ts --out test/golden/crm
-      expect(f.content, `${f.name} differs from test/golden/crm; regenerate it if the change is intended`).toBe(readFileSync(join(GOLDEN, f.name), 'utf8'));
+      expect(
+        f.content,
+        `${f.name} differs from test/golden/crm; regenerate it if the change is intended`,
+      ).toBe(readFileSync(join(GOLDEN, f.name), 'utf8'));
     }
   });
 
@@ -105,7 +116,11 @@ describe('apply', () => {
   it('a model change is planned as typed steps, and dropping a rule drops its policy', async () => {
     const changed: Model = {
       ...model,
-      tables: model.tables.map((tb) => (tb.name === 'contracts' ? { ...tb, rules: tb.rules.filter((r) => !r.jobs.includes('finance')) } : tb)),
+      tables: model.tables.map((tb) =>
+        tb.name === 'contracts'
+          ? { ...tb, rules: tb.rules.filter((r) => !r.jobs.includes('finance')) }
+          : tb,
+      ),
     };
     const plan = await planAgainst(a.sql, compile(changed, { rolePrefix: a.prefix }));
     const ops = plan.steps.map((s) => s.op);
@@ -120,9 +135,13 @@ describe('apply', () => {
       o.kind === 'policy' && o.name === 'deals_select' ? { ...o, using: 'no_such_column = 1' } : o,
     );
     const before = await snapshot(a.sql, a.prefix);
-    const err = await apply(a.sql, broken, { modelName: model.name, modelHash: 'y' }).catch((e: unknown) => e);
+    const err = await apply(a.sql, broken, { modelName: model.name, modelHash: 'y' }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(PgwardenError);
-    expect(String((err as Error).message)).toMatch(/policy "deals_select" on "crm"."deals"[\s\S]*no_such_column/);
+    expect(String((err as Error).message)).toMatch(
+      /policy "deals_select" on "crm"."deals"[\s\S]*no_such_column/,
+    );
     expect(await snapshot(a.sql, a.prefix)).toEqual(before);
   });
 });

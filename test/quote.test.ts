@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ident, sql } from '../src/sql/fragment.js';
 import { QuoteError, quoteIdent, quoteLiteral } from '../src/sql/quote.js';
-import { type TestDb, createTestDatabase } from './helpers/db.js';
+import { createTestDatabase, type TestDb } from './helpers/db.js';
 
 const HOSTILE = [
   'plain',
@@ -42,7 +42,9 @@ afterAll(async () => {
 describe('quoting matches the server', () => {
   it('quote_literal: the server reads back exactly the string, and agrees with quote_literal', async () => {
     for (const s of HOSTILE) {
-      const [row] = await t.sql.unsafe(`SELECT ${quoteLiteral(s)}::text AS v, quote_literal(${quoteLiteral(s)}::text) AS q`);
+      const [row] = await t.sql.unsafe(
+        `SELECT ${quoteLiteral(s)}::text AS v, quote_literal(${quoteLiteral(s)}::text) AS q`,
+      );
       expect(row?.v).toBe(s);
       expect(quoteLiteral(s)).toBe(row?.q);
     }
@@ -54,10 +56,13 @@ describe('quoting matches the server', () => {
       // the server quotes only when needed; we always quote, and both name the same thing
       const ours = quoteIdent(s);
       expect(ours === row?.q || ours === `"${String(row?.q)}"`).toBe(true);
-      await t.sql.unsafe(`CREATE TABLE ${ours} (${ours} int); INSERT INTO ${ours} VALUES (1);`).simple();
+      await t.sql
+        .unsafe(`CREATE TABLE ${ours} (${ours} int); INSERT INTO ${ours} VALUES (1);`)
+        .simple();
       const [n] = await t.sql.unsafe(`SELECT count(${ours}) AS n FROM ${ours}`);
       expect(Number(n?.n)).toBe(1);
-      const [found] = await t.sql`SELECT relname FROM pg_class WHERE relname = ${s} AND relkind = 'r'`;
+      const [found] =
+        await t.sql`SELECT relname FROM pg_class WHERE relname = ${s} AND relkind = 'r'`;
       expect(found?.relname).toBe(s);
       await t.sql.unsafe(`DROP TABLE ${ours}`);
     }

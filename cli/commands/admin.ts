@@ -17,7 +17,10 @@ interface Common {
 function common(cmd: Command): Command {
   return cmd
     .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
-    .option('--as <role>', 'act as this person role (e.g. the CRM admin), as the application would');
+    .option(
+      '--as <role>',
+      'act as this person role (e.g. the CRM admin), as the application would',
+    );
 }
 
 async function run<T>(opts: Common, fn: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
@@ -30,7 +33,12 @@ async function run<T>(opts: Common, fn: (tx: postgres.TransactionSql) => Promise
   } catch (e) {
     const err = e as { code?: string; message?: string; hint?: string };
     if (typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) {
-      throw new PgwardenError(`sqlstate_${err.code}`, err.message ?? String(e), err.hint ?? 'See the message above.', e);
+      throw new PgwardenError(
+        `sqlstate_${err.code}`,
+        err.message ?? String(e),
+        err.hint ?? 'See the message above.',
+        e,
+      );
     }
     throw e;
   } finally {
@@ -42,20 +50,39 @@ function until(v: string | undefined): string | null {
   if (v === undefined) return null;
   const rel = /^(\d+)(m|h|d)$/.exec(v);
   if (rel) {
-    const ms = Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd'];
+    const ms =
+      Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd'];
     return new Date(Date.now() + ms).toISOString();
   }
   const d = new Date(v);
-  if (Number.isNaN(d.getTime())) throw new PgwardenError('invalid_option', `--until ${JSON.stringify(v)} is not a time`, 'Use an ISO time with zone (2026-12-11T23:59:59+08:00) or a duration like 12h, 7d.');
+  if (Number.isNaN(d.getTime()))
+    throw new PgwardenError(
+      'invalid_option',
+      `--until ${JSON.stringify(v)} is not a time`,
+      'Use an ISO time with zone (2026-12-11T23:59:59+08:00) or a duration like 12h, 7d.',
+    );
   return d.toISOString();
 }
 
 function table(rows: readonly Record<string, unknown>[]): string {
   if (rows.length === 0) return c.dim('(none)\n');
   const cols = Object.keys(rows[0] as object);
-  const cell = (v: unknown) => (v === null || v === undefined ? '' : v instanceof Date ? v.toISOString() : Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cell = (v: unknown) =>
+    v === null || v === undefined
+      ? ''
+      : v instanceof Date
+        ? v.toISOString()
+        : Array.isArray(v)
+          ? v.join(',')
+          : typeof v === 'object'
+            ? JSON.stringify(v)
+            : String(v);
   const widths = cols.map((k) => Math.max(k.length, ...rows.map((r) => cell(r[k]).length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i] as number)).join('  ').trimEnd();
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i] as number))
+      .join('  ')
+      .trimEnd();
   return `${c.bold(line(cols))}\n${rows.map((r) => line(cols.map((k) => cell(r[k])))).join('\n')}\n`;
 }
 
@@ -63,17 +90,23 @@ const ok = (s: string) => process.stdout.write(`${c.green('ok')} ${s}\n`);
 
 export function register(program: Command): void {
   const unit = program.command('unit').description('the org tree');
-  common(unit.command('add <name>').description('add a unit').option('--parent <unit>', 'parent unit'))
+  common(
+    unit.command('add <name>').description('add a unit').option('--parent <unit>', 'parent unit'),
+  )
     .addHelpText('after', '\nExample:\n  $ pgwarden unit add sales_north --parent sales\n')
     .action(async (name: string, o: Common & { parent?: string }) => {
       await run(o, (tx) => tx`SELECT pgwarden.add_unit(${name}, ${o.parent ?? null})`);
       ok(`unit ${name} added${o.parent ? ` under ${o.parent}` : ''}`);
     });
-  common(unit.command('move <name>').description('move a unit under another parent').requiredOption('--parent <unit>', 'new parent'))
-    .action(async (name: string, o: Common & { parent: string }) => {
-      await run(o, (tx) => tx`SELECT pgwarden.move_unit(${name}, ${o.parent})`);
-      ok(`unit ${name} moved under ${o.parent}`);
-    });
+  common(
+    unit
+      .command('move <name>')
+      .description('move a unit under another parent')
+      .requiredOption('--parent <unit>', 'new parent'),
+  ).action(async (name: string, o: Common & { parent: string }) => {
+    await run(o, (tx) => tx`SELECT pgwarden.move_unit(${name}, ${o.parent})`);
+    ok(`unit ${name} moved under ${o.parent}`);
+  });
   common(unit.command('list').description('list units')).action(async (o: Common) => {
     const rows = await run(o, (tx) => tx`SELECT name, parent FROM pgwarden.units ORDER BY name`);
     process.stdout.write(table(rows));
@@ -88,19 +121,34 @@ export function register(program: Command): void {
       .option('--job <job...>', 'jobs to grant')
       .option('--login', 'let the role log in directly (default: only through the application)'),
   )
-    .addHelpText('after', '\nExample:\n  $ pgwarden person add alice --unit sales_east --job sales_rep\n')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgwarden person add alice --unit sales_east --job sales_rep\n',
+    )
     .action(async (name: string, o: Common & { unit: string; job?: string[]; login?: boolean }) => {
-      const [r] = await run(o, (tx) => tx`SELECT pgwarden.add_person(${name}, ${o.unit}, ${o.job ?? []}::text[], ${o.login === true}) AS role`);
-      ok(`person ${name} added in ${o.unit} as role ${String(r?.role)}${o.job?.length ? ` with ${o.job.join(', ')}` : ''}`);
+      const [r] = await run(
+        o,
+        (tx) =>
+          tx`SELECT pgwarden.add_person(${name}, ${o.unit}, ${o.job ?? []}::text[], ${o.login === true}) AS role`,
+      );
+      ok(
+        `person ${name} added in ${o.unit} as role ${String(r?.role)}${o.job?.length ? ` with ${o.job.join(', ')}` : ''}`,
+      );
     });
   common(
     person
       .command('move <name>')
       .description('move a person to another unit; takes effect on the next statement')
       .requiredOption('--unit <unit>', 'new unit')
-      .option('--manages <unit>', 'also make them the manager of this unit (ending what they managed before)'),
+      .option(
+        '--manages <unit>',
+        'also make them the manager of this unit (ending what they managed before)',
+      ),
   )
-    .addHelpText('after', '\nExample:\n  $ pgwarden person move carol --unit sales_west --manages sales_west\n')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgwarden person move carol --unit sales_west --manages sales_west\n',
+    )
     .action(async (name: string, o: Common & { unit: string; manages?: string }) => {
       await run(o, async (tx) => {
         await tx`SELECT pgwarden.move_person(${name}, ${o.unit})`;
@@ -111,12 +159,19 @@ export function register(program: Command): void {
       });
       ok(`${name} moved to ${o.unit}${o.manages ? `, manages ${o.manages}` : ''}`);
     });
-  common(person.command('deactivate <name>').description('deactivate a person: they see nothing from the next statement, cannot log in, and the application can no longer act as them'))
-    .action(async (name: string, o: Common) => {
-      await run(o, (tx) => tx`SELECT pgwarden.deactivate_person(${name})`);
-      ok(`${name} deactivated`);
-    });
-  common(person.command('list').description('list people with their units and current jobs')).action(async (o: Common) => {
+  common(
+    person
+      .command('deactivate <name>')
+      .description(
+        'deactivate a person: they see nothing from the next statement, cannot log in, and the application can no longer act as them',
+      ),
+  ).action(async (name: string, o: Common) => {
+    await run(o, (tx) => tx`SELECT pgwarden.deactivate_person(${name})`);
+    ok(`${name} deactivated`);
+  });
+  common(
+    person.command('list').description('list people with their units and current jobs'),
+  ).action(async (o: Common) => {
     const rows = await run(
       o,
       (tx) => tx`SELECT p.name, p.role, p.unit, p.active,
@@ -128,21 +183,38 @@ export function register(program: Command): void {
   });
 
   const grant = program.command('grant').description('jobs, management and temporary access');
-  common(grant.command('job <person> <job>').description('grant a job').option('--until <time>', 'end time (ISO, or 12h / 7d from now)'))
+  common(
+    grant
+      .command('job <person> <job>')
+      .description('grant a job')
+      .option('--until <time>', 'end time (ISO, or 12h / 7d from now)'),
+  )
     .addHelpText('after', '\nExample:\n  $ pgwarden grant job bob sales_rep --until 30d\n')
     .action(async (p: string, job: string, o: Common & { until?: string }) => {
-      await run(o, (tx) => tx`SELECT pgwarden.grant_job(${p}, ${job}, ${until(o.until)}::timestamptz)`);
+      await run(
+        o,
+        (tx) => tx`SELECT pgwarden.grant_job(${p}, ${job}, ${until(o.until)}::timestamptz)`,
+      );
       ok(`${p} holds ${job}${o.until ? ` until ${until(o.until)}` : ''}`);
     });
-  common(grant.command('revoke-job <person> <job>').description('end a job grant now')).action(async (p: string, job: string, o: Common) => {
-    const [r] = await run(o, (tx) => tx`SELECT pgwarden.revoke_job(${p}, ${job}) AS n`);
-    ok(`${String(r?.n)} grant(s) of ${job} to ${p} ended`);
+  common(grant.command('revoke-job <person> <job>').description('end a job grant now')).action(
+    async (p: string, job: string, o: Common) => {
+      const [r] = await run(o, (tx) => tx`SELECT pgwarden.revoke_job(${p}, ${job}) AS n`);
+      ok(`${String(r?.n)} grant(s) of ${job} to ${p} ended`);
+    },
+  );
+  common(
+    grant
+      .command('manager <person> <unit>')
+      .description('make a person manager of a unit (and its subtree)')
+      .option('--until <time>', 'end time'),
+  ).action(async (p: string, u: string, o: Common & { until?: string }) => {
+    await run(
+      o,
+      (tx) => tx`SELECT pgwarden.set_manager(${p}, ${u}, ${until(o.until)}::timestamptz)`,
+    );
+    ok(`${p} manages ${u}`);
   });
-  common(grant.command('manager <person> <unit>').description('make a person manager of a unit (and its subtree)').option('--until <time>', 'end time'))
-    .action(async (p: string, u: string, o: Common & { until?: string }) => {
-      await run(o, (tx) => tx`SELECT pgwarden.set_manager(${p}, ${u}, ${until(o.until)}::timestamptz)`);
-      ok(`${p} manages ${u}`);
-    });
   common(
     grant
       .command('access <person> <table>')
@@ -152,25 +224,54 @@ export function register(program: Command): void {
       .option('--access <command>', 'select | insert | update | delete', 'select')
       .option('--label <label>', 'a name for the grant'),
   )
-    .addHelpText('after', '\nExample:\n  $ pgwarden grant access tom customers --filter \'{"region":["east"],"customer_type":["retail"]}\' --until 2026-11-12T00:00:00+08:00 --label double11\n')
-    .action(async (p: string, t: string, o: Common & { filter: string; until: string; access: string; label?: string }) => {
-      let filter: unknown;
-      try {
-        filter = JSON.parse(o.filter);
-      } catch {
-        throw new PgwardenError('invalid_option', `--filter is not JSON: ${o.filter}`, 'Give an object of column -> value(s), e.g. {"region": ["east"]}.');
-      }
-      const [r] = await run(o, (tx) => tx`SELECT pgwarden.grant_access(${p}, ${t}, ${tx.json(filter as never)}, ${until(o.until)}::timestamptz, ${o.access}, ${o.label ?? null}) AS id`);
-      ok(`temporary grant ${String(r?.id)}: ${p} may ${o.access} ${t} rows matching ${o.filter} until ${until(o.until)}`);
-    });
-  common(grant.command('revoke-access <id>').description('end a temporary grant now')).action(async (id: string, o: Common) => {
-    const [r] = await run(o, (tx) => tx`SELECT pgwarden.revoke_access(${id}::bigint) AS n`);
-    ok(Number(r?.n) > 0 ? `temporary grant ${id} ended` : `temporary grant ${id} was not active; nothing to do`);
-  });
-  common(grant.command('list').description('jobs, management and temporary grants in force')).action(async (o: Common) => {
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgwarden grant access tom customers --filter \'{"region":["east"],"customer_type":["retail"]}\' --until 2026-11-12T00:00:00+08:00 --label double11\n',
+    )
+    .action(
+      async (
+        p: string,
+        t: string,
+        o: Common & { filter: string; until: string; access: string; label?: string },
+      ) => {
+        let filter: unknown;
+        try {
+          filter = JSON.parse(o.filter);
+        } catch {
+          throw new PgwardenError(
+            'invalid_option',
+            `--filter is not JSON: ${o.filter}`,
+            'Give an object of column -> value(s), e.g. {"region": ["east"]}.',
+          );
+        }
+        const [r] = await run(
+          o,
+          (tx) =>
+            tx`SELECT pgwarden.grant_access(${p}, ${t}, ${tx.json(filter as never)}, ${until(o.until)}::timestamptz, ${o.access}, ${o.label ?? null}) AS id`,
+        );
+        ok(
+          `temporary grant ${String(r?.id)}: ${p} may ${o.access} ${t} rows matching ${o.filter} until ${until(o.until)}`,
+        );
+      },
+    );
+  common(grant.command('revoke-access <id>').description('end a temporary grant now')).action(
+    async (id: string, o: Common) => {
+      const [r] = await run(o, (tx) => tx`SELECT pgwarden.revoke_access(${id}::bigint) AS n`);
+      ok(
+        Number(r?.n) > 0
+          ? `temporary grant ${id} ended`
+          : `temporary grant ${id} was not active; nothing to do`,
+      );
+    },
+  );
+  common(
+    grant.command('list').description('jobs, management and temporary grants in force'),
+  ).action(async (o: Common) => {
     const rows = await run(
       o,
-      (tx) => tx`SELECT 'job' AS kind, g.id, g.person, g.job AS what, g.valid_until FROM pgwarden.job_grants g WHERE pgwarden._active(g.valid_from, g.valid_until, g.revoked_at)
+      (
+        tx,
+      ) => tx`SELECT 'job' AS kind, g.id, g.person, g.job AS what, g.valid_until FROM pgwarden.job_grants g WHERE pgwarden._active(g.valid_from, g.valid_until, g.revoked_at)
         UNION ALL SELECT 'manages', m.id, m.person, m.unit, m.valid_until FROM pgwarden.unit_managers m WHERE pgwarden._active(m.valid_from, m.valid_until, m.revoked_at)
         UNION ALL SELECT 'access', t.id, t.person, t.access || ' ' || t.table_name || ' ' || t.filter::text || COALESCE(' (' || t.label || ')', ''), t.valid_until FROM pgwarden.temp_grants t WHERE pgwarden._active(t.valid_from, t.valid_until, t.revoked_at)
         ORDER BY 3, 1, 2`,
@@ -178,7 +279,9 @@ export function register(program: Command): void {
     process.stdout.write(table(rows));
   });
 
-  const share = program.command('share').description('record shares: one row shared with one person');
+  const share = program
+    .command('share')
+    .description('record shares: one row shared with one person');
   common(
     share
       .command('add <table> <key>')
@@ -188,16 +291,30 @@ export function register(program: Command): void {
   )
     .addHelpText('after', '\nExample:\n  $ pgwarden share add customers 42 --with bob --until 7d\n')
     .action(async (t: string, key: string, o: Common & { with: string; until?: string }) => {
-      const [r] = await run(o, (tx) => tx`SELECT pgwarden.share(${t}, ${key}, ${o.with}, ${until(o.until)}::timestamptz) AS id`);
-      ok(`share ${String(r?.id)}: ${t} ${key} with ${o.with}${o.until ? ` until ${until(o.until)}` : ''}`);
+      const [r] = await run(
+        o,
+        (tx) =>
+          tx`SELECT pgwarden.share(${t}, ${key}, ${o.with}, ${until(o.until)}::timestamptz) AS id`,
+      );
+      ok(
+        `share ${String(r?.id)}: ${t} ${key} with ${o.with}${o.until ? ` until ${until(o.until)}` : ''}`,
+      );
     });
-  common(share.command('remove <table> <key>').description('end a share now').requiredOption('--with <person>', 'the person'))
-    .action(async (t: string, key: string, o: Common & { with: string }) => {
-      const [r] = await run(o, (tx) => tx`SELECT pgwarden.unshare(${t}, ${key}, ${o.with}) AS n`);
-      ok(`${String(r?.n)} share(s) ended`);
-    });
+  common(
+    share
+      .command('remove <table> <key>')
+      .description('end a share now')
+      .requiredOption('--with <person>', 'the person'),
+  ).action(async (t: string, key: string, o: Common & { with: string }) => {
+    const [r] = await run(o, (tx) => tx`SELECT pgwarden.unshare(${t}, ${key}, ${o.with}) AS n`);
+    ok(`${String(r?.n)} share(s) ended`);
+  });
   common(share.command('list').description('shares in force')).action(async (o: Common) => {
-    const rows = await run(o, (tx) => tx`SELECT id, table_name, row_key, person, valid_until, granted_by FROM pgwarden.shares s WHERE pgwarden._active(s.valid_from, s.valid_until, s.revoked_at) ORDER BY id`);
+    const rows = await run(
+      o,
+      (tx) =>
+        tx`SELECT id, table_name, row_key, person, valid_until, granted_by FROM pgwarden.shares s WHERE pgwarden._active(s.valid_from, s.valid_until, s.revoked_at) ORDER BY id`,
+    );
     process.stdout.write(table(rows));
   });
 }

@@ -16,32 +16,53 @@ export function register(program: Command): void {
     .option('-y, --yes', 'apply without asking (needed when not on a terminal)')
     .option('--lock-timeout <duration>', 'how long to wait for locks', '10s')
     .option('--sql', 'print the SQL of every step')
-    .addHelpText('after', '\nExample:\n  $ pgwarden apply --model examples/crm/model.ts --url postgres://postgres@localhost/crm --yes\n')
-    .action(async (opts: { model?: string; url?: string; rolePrefix: string; yes?: boolean; lockTimeout: string; sql?: boolean }) => {
-      const db = connect(databaseUrl(opts.url));
-      try {
-        const { model, hash } = await loadValidModel(findModelFile(opts.model), db);
-        const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
-        if (!opts.yes && !interactive) {
-          throw new PgwardenError('confirmation_needed', 'not on a terminal, so apply cannot ask before changing the database', 'Review `pgwarden plan`, then run apply with --yes.');
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgwarden apply --model examples/crm/model.ts --url postgres://postgres@localhost/crm --yes\n',
+    )
+    .action(
+      async (opts: {
+        model?: string;
+        url?: string;
+        rolePrefix: string;
+        yes?: boolean;
+        lockTimeout: string;
+        sql?: boolean;
+      }) => {
+        const db = connect(databaseUrl(opts.url));
+        try {
+          const { model, hash } = await loadValidModel(findModelFile(opts.model), db);
+          const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
+          if (!opts.yes && !interactive) {
+            throw new PgwardenError(
+              'confirmation_needed',
+              'not on a terminal, so apply cannot ask before changing the database',
+              'Review `pgwarden plan`, then run apply with --yes.',
+            );
+          }
+          const result = await apply(db, compile(model, { rolePrefix: opts.rolePrefix }), {
+            modelName: model.name,
+            modelHash: hash,
+            lockTimeout: opts.lockTimeout,
+            confirm: async (plan) => {
+              process.stdout.write(formatPlan(plan, opts.sql === true));
+              if (opts.yes) return true;
+              const rl = createInterface({ input: process.stdin, output: process.stdout });
+              const answer = await rl.question(
+                `\nApply these ${plan.steps.length} steps? Type "yes": `,
+              );
+              rl.close();
+              return answer.trim() === 'yes';
+            },
+          });
+          if (!result.applied) process.stdout.write(formatPlan(result.plan, false));
+          else
+            process.stdout.write(
+              `${c.green('Applied')} ${result.plan.steps.length} steps in one transaction.\n`,
+            );
+        } finally {
+          await db.end();
         }
-        const result = await apply(db, compile(model, { rolePrefix: opts.rolePrefix }), {
-          modelName: model.name,
-          modelHash: hash,
-          lockTimeout: opts.lockTimeout,
-          confirm: async (plan) => {
-            process.stdout.write(formatPlan(plan, opts.sql === true));
-            if (opts.yes) return true;
-            const rl = createInterface({ input: process.stdin, output: process.stdout });
-            const answer = await rl.question(`\nApply these ${plan.steps.length} steps? Type "yes": `);
-            rl.close();
-            return answer.trim() === 'yes';
-          },
-        });
-        if (!result.applied) process.stdout.write(formatPlan(result.plan, false));
-        else process.stdout.write(`${c.green('Applied')} ${result.plan.steps.length} steps in one transaction.\n`);
-      } finally {
-        await db.end();
-      }
-    });
+      },
+    );
 }

@@ -4,8 +4,8 @@
  */
 import type { Command } from 'commander';
 import postgres from 'postgres';
-import { withPerson } from '../../src/runtime/with-person.js';
 import { setupCrm } from '../../examples/crm/setup.js';
+import { withPerson } from '../../src/runtime/with-person.js';
 import { c } from '../output.js';
 
 type Row = Record<string, unknown>;
@@ -17,8 +17,19 @@ function grid(rows: readonly Row[], cols: readonly string[], limit: number): str
   const plain = (v: unknown) => (v === null || v === undefined ? 'NULL' : String(v));
   const widths = cols.map((k) => Math.max(k.length, ...shown.map((r) => plain(r[k]).length)));
   const line = (vals: unknown[], fmt: (v: unknown) => string) =>
-    vals.map((v, i) => fmt(v) + ' '.repeat(Math.max(0, (widths[i] as number) - plain(v).length))).join('  ');
-  const lines = [`    ${c.bold(line([...cols], String))}`, ...shown.map((r) => `    ${line(cols.map((k) => r[k]), cell)}`)];
+    vals
+      .map((v, i) => fmt(v) + ' '.repeat(Math.max(0, (widths[i] as number) - plain(v).length)))
+      .join('  ');
+  const lines = [
+    `    ${c.bold(line([...cols], String))}`,
+    ...shown.map(
+      (r) =>
+        `    ${line(
+          cols.map((k) => r[k]),
+          cell,
+        )}`,
+    ),
+  ];
   if (rows.length > limit) lines.push(c.dim(`    ... and ${rows.length - limit} more`));
   return lines.join('\n');
 }
@@ -28,29 +39,50 @@ async function attempt(label: string, fn: () => Promise<string>): Promise<void> 
     out(`  ${c.yellow('?')} ${label}: ${await fn()}`);
   } catch (e) {
     const err = e as { code?: string; message?: string };
-    out(`  ${c.green('✓ refused')} ${label}: ${c.red(`${err.message ?? String(e)}`)}${err.code ? c.dim(` [${err.code}]`) : ''}`);
+    out(
+      `  ${c.green('✓ refused')} ${label}: ${c.red(`${err.message ?? String(e)}`)}${err.code ? c.dim(` [${err.code}]`) : ''}`,
+    );
   }
 }
 
 export async function runDemo(url: string, prefix: string): Promise<void> {
   const db = postgres(url, { onnotice: () => {}, max: 2 });
   try {
-    const [{ version } = { version: '' }] = await db<{ version: string }[]>`SELECT current_setting('server_version') AS version`;
+    const [{ version } = { version: '' }] = await db<
+      { version: string }[]
+    >`SELECT current_setting('server_version') AS version`;
     out(c.bold(`pgwarden demo: the reference CRM on PostgreSQL ${version}`));
     const setup = await setupCrm(db, { rolePrefix: prefix });
-    out(`  ${c.green('✓')} ${setup.tablesCreated ? 'tables created (examples/crm/schema.sql), ' : ''}model applied${setup.seeded ? ', seed loaded' : ''}`);
+    out(
+      `  ${c.green('✓')} ${setup.tablesCreated ? 'tables created (examples/crm/schema.sql), ' : ''}model applied${setup.seeded ? ', seed loaded' : ''}`,
+    );
     // One connection that is the application: its session user is the authenticator role, and
     // every request is BEGIN; SET LOCAL ROLE <person>; ...; COMMIT (withPerson).
     const appRole = `${prefix}crm_app`;
     const app = postgres(url, { onnotice: () => {}, max: 1, idle_timeout: 0 });
     await app`SELECT set_config('session_authorization', ${appRole}, false)`;
-    out(c.dim(`  Every query below runs as the application does: logged in as ${appRole}, then BEGIN; SET LOCAL ROLE <person>; ...; COMMIT.`));
-    const as = <T>(person: string, fn: (tx: postgres.TransactionSql) => Promise<T>) => withPerson(app, person, fn, { rolePrefix: prefix });
-    const cols = ['id', 'name', 'owner', 'region', 'in_pool', 'phone', 'email', 'id_number', 'address'];
+    out(
+      c.dim(
+        `  Every query below runs as the application does: logged in as ${appRole}, then BEGIN; SET LOCAL ROLE <person>; ...; COMMIT.`,
+      ),
+    );
+    const as = <T>(person: string, fn: (tx: postgres.TransactionSql) => Promise<T>) =>
+      withPerson(app, person, fn, { rolePrefix: prefix });
+    const cols = [
+      'id',
+      'name',
+      'owner',
+      'region',
+      'in_pool',
+      'phone',
+      'email',
+      'id_number',
+      'address',
+    ];
     const people: [string, string][] = [
       ['alice', 'sales rep, sales_east: her customers, shares with her, the pool'],
       ['bob', 'sales rep: customer 1 is shared with him, so its phone is masked'],
-      ['carol', 'manages sales_east: her team\'s customers'],
+      ['carol', "manages sales_east: her team's customers"],
       ['vera', 'sales director: all of sales'],
       ['erin', 'support: active customers, phone masked'],
       ['fiona', 'finance: customers with a contract, no contact fields'],
@@ -58,7 +90,10 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
       ['adam', 'CRM admin: manages people, reads no customer data'],
     ];
     for (const [person, why] of people) {
-      const rows = await as(person, (tx) => tx<Row[]>`SELECT ${tx(cols)} FROM crm_api.customers ORDER BY in_pool, id`);
+      const rows = await as(
+        person,
+        (tx) => tx<Row[]>`SELECT ${tx(cols)} FROM crm_api.customers ORDER BY in_pool, id`,
+      );
       out();
       out(`${c.cyan.bold(person)} ${c.dim(`(${why})`)}: ${c.bold(String(rows.length))} customers`);
       if (rows.length) out(grid(rows, cols, 6));
@@ -71,15 +106,24 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
       return `${r.length} rows`;
     });
     await attempt('alice inserts a customer owned by bob', async () => {
-      await as('alice', (tx) => tx`INSERT INTO crm_api.customers (name, owner, region, customer_type) VALUES ('Sneaky Co', 'bob', 'east', 'retail')`);
+      await as(
+        'alice',
+        (tx) =>
+          tx`INSERT INTO crm_api.customers (name, owner, region, customer_type) VALUES ('Sneaky Co', 'bob', 'east', 'retail')`,
+      );
       return 'inserted (unexpected)';
     });
     await attempt('alice moves her customer 1 to dave ("row donation")', async () => {
       await as('alice', (tx) => tx`UPDATE crm_api.customers SET owner = 'dave' WHERE id = 1`);
       return 'updated (unexpected)';
     });
-    const touched = await as('alice', (tx) => tx`UPDATE crm_api.customers SET name = name WHERE owner = 'dave'`);
-    out(`  ${c.green('✓')} alice updates dave's customers: ${touched.count} rows changed (she cannot see them)`);
+    const touched = await as(
+      'alice',
+      (tx) => tx`UPDATE crm_api.customers SET name = name WHERE owner = 'dave'`,
+    );
+    out(
+      `  ${c.green('✓')} alice updates dave's customers: ${touched.count} rows changed (she cannot see them)`,
+    );
     await attempt(`${appRole} itself (no person) reads customers`, async () => {
       const r = await app`SELECT count(*) FROM crm_api.customers`;
       return `${r.length} rows`;
@@ -90,13 +134,25 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     const tomBefore = await as('tom', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`);
     await db`UPDATE pgwarden.temp_grants SET valid_until = now() - interval '1 second', valid_from = LEAST(valid_from, now() - interval '1 minute') WHERE person = 'tom'`;
     const tomAfter = await as('tom', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`);
-    out(`  tom's grant ends: ${tomBefore[0]?.n} customers before, ${c.bold(String(tomAfter[0]?.n))} after`);
-    const carolBefore = await as('carol', (tx) => tx`SELECT count(*)::int AS n, string_agg(DISTINCT owner, ',') AS owners FROM crm_api.customers WHERE NOT in_pool`);
+    out(
+      `  tom's grant ends: ${tomBefore[0]?.n} customers before, ${c.bold(String(tomAfter[0]?.n))} after`,
+    );
+    const carolBefore = await as(
+      'carol',
+      (tx) =>
+        tx`SELECT count(*)::int AS n, string_agg(DISTINCT owner, ',') AS owners FROM crm_api.customers WHERE NOT in_pool`,
+    );
     await db`SELECT pgwarden.move_person('carol', 'sales_west')`;
     await db`SELECT pgwarden.unset_manager('carol', NULL)`;
     await db`SELECT pgwarden.set_manager('carol', 'sales_west')`;
-    const carolAfter = await as('carol', (tx) => tx`SELECT count(*)::int AS n, string_agg(DISTINCT owner, ',') AS owners FROM crm_api.customers WHERE NOT in_pool`);
-    out(`  carol moves to manage sales_west: owners she sees ${carolBefore[0]?.owners} -> ${c.bold(String(carolAfter[0]?.owners))}`);
+    const carolAfter = await as(
+      'carol',
+      (tx) =>
+        tx`SELECT count(*)::int AS n, string_agg(DISTINCT owner, ',') AS owners FROM crm_api.customers WHERE NOT in_pool`,
+    );
+    out(
+      `  carol moves to manage sales_west: owners she sees ${carolBefore[0]?.owners} -> ${c.bold(String(carolAfter[0]?.owners))}`,
+    );
     await db`SELECT pgwarden.deactivate_person('pat')`;
     await attempt('pat is deactivated; the application acts as pat', async () => {
       const r = await as('pat', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`);
@@ -112,14 +168,22 @@ export function register(program: Command): void {
   program
     .command('demo')
     .description('run the reference CRM on an embedded PostgreSQL and show what each person sees')
-    .option('-u, --url <url>', 'use this server instead of an embedded one, and leave the CRM set up there for exploration')
+    .option(
+      '-u, --url <url>',
+      'use this server instead of an embedded one, and leave the CRM set up there for exploration',
+    )
     .option('--role-prefix <prefix>', 'prefix for every role pgwarden creates', '')
-    .addHelpText('after', '\nExamples:\n  $ pgwarden demo\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo\n')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ pgwarden demo\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo\n',
+    )
     .action(async (opts: { url?: string; rolePrefix: string }) => {
       if (opts.url) {
         await runDemo(opts.url, opts.rolePrefix);
         out();
-        out(`The CRM stays set up at ${opts.url.replace(/:[^:@/]*@/, ':***@')}: try  psql ... -c "SET ROLE alice; SELECT * FROM crm_api.customers"`);
+        out(
+          `The CRM stays set up at ${opts.url.replace(/:[^:@/]*@/, ':***@')}: try  psql ... -c "SET ROLE alice; SELECT * FROM crm_api.customers"`,
+        );
         return;
       }
       out(c.dim('Starting an embedded PostgreSQL (no system server or Docker needed)...'));
@@ -132,6 +196,10 @@ export function register(program: Command): void {
         await server.stop();
       }
       out();
-      out(c.dim('The embedded server was stopped and removed. Run `pgwarden demo --url ...` to keep the CRM on a server of your own.'));
+      out(
+        c.dim(
+          'The embedded server was stopped and removed. Run `pgwarden demo --url ...` to keep the CRM on a server of your own.',
+        ),
+      );
     });
 }

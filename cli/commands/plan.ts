@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { compile } from '../../src/compile/index.js';
 import { planAgainst } from '../../src/apply/index.js';
+import { compile } from '../../src/compile/index.js';
 import { connect, databaseUrl, ExitError, findModelFile, loadValidModel } from '../context.js';
 import { EXIT, formatPlan } from '../output.js';
 
@@ -14,21 +14,35 @@ export function register(program: Command): void {
     .option('--json', 'print the plan as JSON')
     .option('--sql', 'print the SQL of every step')
     .option('--exit-code', 'exit 2 when there are changes, 0 when none')
-    .addHelpText('after', '\nExample:\n  $ pgwarden plan --model examples/crm/model.ts --url postgres://postgres@localhost/crm --sql\n')
-    .action(async (opts: { model?: string; url?: string; rolePrefix: string; json?: boolean; sql?: boolean; exitCode?: boolean }) => {
-      const db = connect(databaseUrl(opts.url));
-      try {
-        const { model } = await loadValidModel(findModelFile(opts.model), db);
-        const plan = await planAgainst(db, compile(model, { rolePrefix: opts.rolePrefix }));
-        if (opts.json) {
-          const steps = plan.steps.map(({ object: _o, ...s }) => s);
-          process.stdout.write(`${JSON.stringify({ changes: steps.length, unchanged: plan.unchanged, steps }, null, 2)}\n`);
-        } else {
-          process.stdout.write(formatPlan(plan, opts.sql === true));
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgwarden plan --model examples/crm/model.ts --url postgres://postgres@localhost/crm --sql\n',
+    )
+    .action(
+      async (opts: {
+        model?: string;
+        url?: string;
+        rolePrefix: string;
+        json?: boolean;
+        sql?: boolean;
+        exitCode?: boolean;
+      }) => {
+        const db = connect(databaseUrl(opts.url));
+        try {
+          const { model } = await loadValidModel(findModelFile(opts.model), db);
+          const plan = await planAgainst(db, compile(model, { rolePrefix: opts.rolePrefix }));
+          if (opts.json) {
+            const steps = plan.steps.map(({ object: _o, ...s }) => s);
+            process.stdout.write(
+              `${JSON.stringify({ changes: steps.length, unchanged: plan.unchanged, steps }, null, 2)}\n`,
+            );
+          } else {
+            process.stdout.write(formatPlan(plan, opts.sql === true));
+          }
+          if (opts.exitCode && plan.steps.length > 0) throw new ExitError(EXIT.changes);
+        } finally {
+          await db.end();
         }
-        if (opts.exitCode && plan.steps.length > 0) throw new ExitError(EXIT.changes);
-      } finally {
-        await db.end();
-      }
-    });
+      },
+    );
 }

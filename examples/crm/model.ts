@@ -48,8 +48,16 @@ export default defineModel({
           commands: ['select'],
           scopes: ['subtree', 'pool'],
         },
-        { jobs: ['sales_manager', 'sales_director'], commands: ['insert', 'update'], scopes: ['subtree'] },
-        { jobs: ['support_agent'], commands: ['select'], scopes: [{ filter: "status = 'active'" }] },
+        {
+          jobs: ['sales_manager', 'sales_director'],
+          commands: ['insert', 'update'],
+          scopes: ['subtree'],
+        },
+        {
+          jobs: ['support_agent'],
+          commands: ['select'],
+          scopes: [{ filter: "status = 'active'" }],
+        },
         {
           jobs: ['finance'],
           commands: ['select'],
@@ -57,7 +65,11 @@ export default defineModel({
             { filter: 'EXISTS (SELECT FROM crm.contracts k WHERE k.customer_id = customers.id)' },
           ],
         },
-        { jobs: ['marketing'], commands: ['select'], scopes: [{ filter: "status IN ('lead', 'active')" }] },
+        {
+          jobs: ['marketing'],
+          commands: ['select'],
+          scopes: [{ filter: "status IN ('lead', 'active')" }],
+        },
         { jobs: ['*'], commands: ['select'], scopes: ['granted'] },
       ],
       cells: {
@@ -122,7 +134,11 @@ export default defineModel({
           scopes: [{ parent: { column: 'customer_id', table: 'customers' } }],
         },
         { jobs: ['sales_rep'], commands: ['insert', 'update'], scopes: ['own'] },
-        { jobs: ['sales_manager', 'sales_director'], commands: ['insert', 'update'], scopes: ['subtree'] },
+        {
+          jobs: ['sales_manager', 'sales_director'],
+          commands: ['insert', 'update'],
+          scopes: ['subtree'],
+        },
       ],
       cells: {
         amount: { own: 'full', subtree: 'full', 'job:finance': 'full', default: 'hidden' },
@@ -133,7 +149,9 @@ export default defineModel({
         {
           jobs: [...SEES_CUSTOMERS.filter((j) => j.startsWith('sales'))],
           commands: ['select'],
-          scopes: [{ parent: { column: 'customer_id', table: 'customers', via: ['own', 'subtree'] } }],
+          scopes: [
+            { parent: { column: 'customer_id', table: 'customers', via: ['own', 'subtree'] } },
+          ],
         },
         { jobs: ['finance'], commands: ['select', 'insert', 'update'], scopes: ['all'] },
       ],

@@ -7,8 +7,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type postgres from 'postgres';
 import { apply } from '../../src/apply/index.js';
-import { compile } from '../../src/compile/index.js';
 import { canonicalJson, sha256 } from '../../src/catalog/fingerprint.js';
+import { compile } from '../../src/compile/index.js';
 import type { Model } from '../../src/model/types.js';
 import { validateModel } from '../../src/model/validate.js';
 import input from './model.js';
@@ -18,7 +18,8 @@ export const CRM_DIR = here;
 
 export async function crmModel(): Promise<Model> {
   const { model, problems } = await validateModel(input);
-  if (!model) throw new Error(`examples/crm/model.ts is invalid: ${JSON.stringify(problems, null, 2)}`);
+  if (!model)
+    throw new Error(`examples/crm/model.ts is invalid: ${JSON.stringify(problems, null, 2)}`);
   return model;
 }
 
@@ -33,15 +34,22 @@ export interface SetupResult {
 }
 
 /** Idempotent: creates the tables if schema crm is missing, applies the model, seeds if nobody exists yet. */
-export async function setupCrm(db: postgres.Sql, options: { rolePrefix?: string } = {}): Promise<SetupResult> {
+export async function setupCrm(
+  db: postgres.Sql,
+  options: { rolePrefix?: string } = {},
+): Promise<SetupResult> {
   const model = await crmModel();
-  const [{ exists } = { exists: false }] = await db<{ exists: boolean }[]>`SELECT to_regclass('crm.customers') IS NOT NULL AS exists`;
+  const [{ exists } = { exists: false }] = await db<
+    { exists: boolean }[]
+  >`SELECT to_regclass('crm.customers') IS NOT NULL AS exists`;
   if (!exists) await db.begin((tx) => tx.unsafe(readCrmFile('schema.sql')).simple());
   await apply(db, compile(model, { rolePrefix: options.rolePrefix ?? '' }), {
     modelName: model.name,
     modelHash: sha256(canonicalJson(model)),
   });
-  const [{ n } = { n: 0 }] = await db<{ n: number }[]>`SELECT count(*)::int AS n FROM pgwarden.people`;
+  const [{ n } = { n: 0 }] = await db<
+    { n: number }[]
+  >`SELECT count(*)::int AS n FROM pgwarden.people`;
   let seeded = false;
   if (n === 0) {
     await db.begin((tx) => tx.unsafe(readCrmFile('seed.sql')).simple());

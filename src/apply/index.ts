@@ -5,9 +5,9 @@
 import type postgres from 'postgres';
 import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
 import type { CatalogObject } from '../catalog/objects.js';
-import { introspect } from '../introspect/index.js';
-import { type Plan, type PlanStep, diff } from '../plan/index.js';
 import { PgwardenError } from '../errors.js';
+import { introspect } from '../introspect/index.js';
+import { diff, type Plan, type PlanStep } from '../plan/index.js';
 
 /** pg_advisory_xact_lock key shared by every pgwarden apply ("pgwarden" as hex bytes). */
 export const APPLY_LOCK_KEY = '8103780893474906990';
@@ -28,7 +28,10 @@ export interface ApplyResult {
 
 export class ApplyAborted extends Error {}
 
-export async function planAgainst(db: postgres.Sql, desired: readonly CatalogObject[]): Promise<Plan> {
+export async function planAgainst(
+  db: postgres.Sql,
+  desired: readonly CatalogObject[],
+): Promise<Plan> {
   return await db.begin(async (tx) => {
     await tx.unsafe('SET TRANSACTION READ ONLY');
     const live = await introspect(tx, desired);
@@ -36,7 +39,11 @@ export async function planAgainst(db: postgres.Sql, desired: readonly CatalogObj
   });
 }
 
-export async function apply(db: postgres.Sql, desired: readonly CatalogObject[], options: ApplyOptions): Promise<ApplyResult> {
+export async function apply(
+  db: postgres.Sql,
+  desired: readonly CatalogObject[],
+  options: ApplyOptions,
+): Promise<ApplyResult> {
   try {
     return await db.begin(async (tx) => {
       await tx.unsafe(`SET LOCAL lock_timeout = ${quoteTimeout(options.lockTimeout ?? '10s')}`);
@@ -45,7 +52,8 @@ export async function apply(db: postgres.Sql, desired: readonly CatalogObject[],
       const live = await introspect(tx, desired);
       const plan = diff(desired, live);
       if (plan.steps.length === 0) return { plan, applied: false };
-      if (options.confirm && !(await options.confirm(plan))) throw new ApplyAborted('apply cancelled; nothing was changed');
+      if (options.confirm && !(await options.confirm(plan)))
+        throw new ApplyAborted('apply cancelled; nothing was changed');
       for (const [i, s] of plan.steps.entries()) await runStep(tx, s, i, plan.steps.length);
       await record(tx, plan, options);
       return { plan, applied: true };
@@ -54,13 +62,23 @@ export async function apply(db: postgres.Sql, desired: readonly CatalogObject[],
     if (e instanceof ApplyAborted || e instanceof PgwardenError) throw e;
     const err = e as { code?: string; message?: string };
     if (err.code === '55P03') {
-      throw new PgwardenError('lock_timeout', 'another pgwarden apply (or a long transaction) holds a lock this apply needs; nothing was changed', 'Wait for it to finish, or raise --lock-timeout.', e);
+      throw new PgwardenError(
+        'lock_timeout',
+        'another pgwarden apply (or a long transaction) holds a lock this apply needs; nothing was changed',
+        'Wait for it to finish, or raise --lock-timeout.',
+        e,
+      );
     }
     throw e;
   }
 }
 
-async function runStep(tx: postgres.TransactionSql, s: PlanStep, i: number, n: number): Promise<void> {
+async function runStep(
+  tx: postgres.TransactionSql,
+  s: PlanStep,
+  i: number,
+  n: number,
+): Promise<void> {
   for (const statement of s.sql) {
     try {
       await tx.unsafe(statement).simple();
@@ -69,14 +87,19 @@ async function runStep(tx: postgres.TransactionSql, s: PlanStep, i: number, n: n
       throw new PgwardenError(
         'apply_step_failed',
         `step ${i + 1}/${n} failed: ${s.summary}\n  server said: ${err.message ?? String(e)}${err.detail ? `\n  detail: ${err.detail}` : ''}\n  SQL: ${statement.split('\n').slice(0, 12).join('\n       ')}`,
-        err.hint ?? 'Nothing was changed: the whole apply was rolled back. Fix the cause and run pgwarden apply again.',
+        err.hint ??
+          'Nothing was changed: the whole apply was rolled back. Fix the cause and run pgwarden apply again.',
         e,
       );
     }
   }
 }
 
-async function record(tx: postgres.TransactionSql, plan: Plan, options: ApplyOptions): Promise<void> {
+async function record(
+  tx: postgres.TransactionSql,
+  plan: Plan,
+  options: ApplyOptions,
+): Promise<void> {
   for (const s of plan.steps) {
     if (s.action === 'drop') {
       await tx`DELETE FROM pgwarden.applied_objects WHERE key = ${s.key}`;
@@ -87,11 +110,21 @@ async function record(tx: postgres.TransactionSql, plan: Plan, options: ApplyOpt
           definition = EXCLUDED.definition, applied_at = now()`;
     }
   }
-  const summary = plan.steps.map((s) => ({ op: s.op, key: s.key, reason: s.reason, effect: s.effect }));
+  const summary = plan.steps.map((s) => ({
+    op: s.op,
+    key: s.key,
+    reason: s.reason,
+    effect: s.effect,
+  }));
   await tx`INSERT INTO pgwarden.applies (model_name, model_hash, plan) VALUES (${options.modelName}, ${options.modelHash}, ${tx.json(summary)})`;
 }
 
 function quoteTimeout(t: string): string {
-  if (!/^\d+(ms|s|min)?$/.test(t)) throw new PgwardenError('invalid_option', `--lock-timeout ${JSON.stringify(t)} is not a duration`, 'Use e.g. 500ms, 10s or 1min.');
+  if (!/^\d+(ms|s|min)?$/.test(t))
+    throw new PgwardenError(
+      'invalid_option',
+      `--lock-timeout ${JSON.stringify(t)} is not a duration`,
+      'Use e.g. 500ms, 10s or 1min.',
+    );
   return `'${t}'`;
 }

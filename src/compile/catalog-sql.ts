@@ -1,5 +1,5 @@
 /** The versioned runtime catalog files of sql/, read once. */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -32,6 +32,10 @@ export function loadCatalogMigrations(): CatalogMigration[] {
   cache = readdirSync(dir)
     .filter((f) => /^\d{3}_.*\.sql$/.test(f))
     .sort()
-    .map((file) => ({ version: Number(file.slice(0, 3)), file, sql: readFileSync(join(dir, file), 'utf8') }));
+    .map((file) => ({
+      version: Number(file.slice(0, 3)),
+      file,
+      sql: readFileSync(join(dir, file), 'utf8'),
+    }));
   return cache;
 }

@@ -11,15 +11,15 @@ import type {
 import { sortObjects } from '../catalog/objects.js';
 import type { Cell, Command, Level, Model, RowRelation, TableModel } from '../model/types.js';
 import { COMMANDS } from '../model/types.js';
-import { type Sql, ident, join, qualified, sql, unsafeRaw } from '../sql/fragment.js';
+import { ident, join, qualified, type Sql, sql, unsafeRaw } from '../sql/fragment.js';
 import { loadCatalogMigrations } from './catalog-sql.js';
 import {
   CURRENT_USER,
-  type PredicateContext,
   col,
   commandPredicate,
   hasJob,
   or,
+  type PredicateContext,
   parentKeysFunction,
   relationPredicate,
 } from './predicates.js';
@@ -87,11 +87,52 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
 
   // roles
   out.push(
-    { kind: 'role', name: roles.catalogOwner, login: false, inherit: false, bypassrls: true, createrole: true, comment: 'pgwarden: owns the pgwarden catalog and its definer functions; nobody is a member' },
-    { kind: 'role', name: roles.tableOwner, login: false, inherit: false, bypassrls: false, createrole: false, comment: `pgwarden: owns the tables of schema ${prot}; nobody is a member` },
-    { kind: 'role', name: roles.viewOwner, login: false, inherit: false, bypassrls: false, createrole: false, comment: `pgwarden: owns the views of schema ${exposed}; row policies apply to it` },
-    { kind: 'role', name: roles.people, login: false, inherit: false, bypassrls: false, createrole: false, comment: 'pgwarden: every person is a member; holds the privileges on the exposed views' },
-    { kind: 'role', name: roles.authenticator, login: true, inherit: false, bypassrls: false, createrole: false, comment: 'pgwarden: the application logs in as this role and acts as one person per transaction' },
+    {
+      kind: 'role',
+      name: roles.catalogOwner,
+      login: false,
+      inherit: false,
+      bypassrls: true,
+      createrole: true,
+      comment: 'pgwarden: owns the pgwarden catalog and its definer functions; nobody is a member',
+    },
+    {
+      kind: 'role',
+      name: roles.tableOwner,
+      login: false,
+      inherit: false,
+      bypassrls: false,
+      createrole: false,
+      comment: `pgwarden: owns the tables of schema ${prot}; nobody is a member`,
+    },
+    {
+      kind: 'role',
+      name: roles.viewOwner,
+      login: false,
+      inherit: false,
+      bypassrls: false,
+      createrole: false,
+      comment: `pgwarden: owns the views of schema ${exposed}; row policies apply to it`,
+    },
+    {
+      kind: 'role',
+      name: roles.people,
+      login: false,
+      inherit: false,
+      bypassrls: false,
+      createrole: false,
+      comment: 'pgwarden: every person is a member; holds the privileges on the exposed views',
+    },
+    {
+      kind: 'role',
+      name: roles.authenticator,
+      login: true,
+      inherit: false,
+      bypassrls: false,
+      createrole: false,
+      comment:
+        'pgwarden: the application logs in as this role and acts as one person per transaction',
+    },
     { kind: 'membership', role: roles.people, member: roles.catalogOwner, admin: true },
   );
 
@@ -102,7 +143,13 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     { kind: 'schema', name: exposed, owner: roles.tableOwner, create: true },
   );
   for (const m of loadCatalogMigrations()) {
-    out.push({ kind: 'catalog', version: m.version, file: m.file, owner: roles.catalogOwner, sql: m.sql });
+    out.push({
+      kind: 'catalog',
+      version: m.version,
+      file: m.file,
+      owner: roles.catalogOwner,
+      sql: m.sql,
+    });
   }
   const settings: [string, string][] = [
     ['role_prefix', options.rolePrefix ?? ''],
@@ -133,19 +180,43 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     grant({ kind: 'schema', name: exposed }, ['CREATE'], roles.viewOwner),
   );
   for (const f of PEOPLE_FUNCTIONS) {
-    out.push(grant({ kind: 'function', schema: 'pgwarden', name: f.name, args: f.args }, ['EXECUTE'], roles.people));
+    out.push(
+      grant(
+        { kind: 'function', schema: 'pgwarden', name: f.name, args: f.args },
+        ['EXECUTE'],
+        roles.people,
+      ),
+    );
   }
   for (const mask of model.masks) {
     if (mask.builtin) continue;
     const fn = maskFunction(mask.name, mask.sql as string, roles.catalogOwner);
-    out.push(fn, grant({ kind: 'function', schema: 'pgwarden', name: fn.name, args: ['text'] }, ['EXECUTE'], roles.people));
+    out.push(
+      fn,
+      grant(
+        { kind: 'function', schema: 'pgwarden', name: fn.name, args: ['text'] },
+        ['EXECUTE'],
+        roles.people,
+      ),
+    );
   }
 
   // tables
   const parentHelpers = new Map<string, FunctionObject>();
   for (const table of model.tables) {
     out.push(
-      { kind: 'catalog_row', table: 'tables', keyColumn: 'name', key: table.name, values: { schema_name: prot, table_name: table.table, key_column: table.key, grantable: table.grantable } },
+      {
+        kind: 'catalog_row',
+        table: 'tables',
+        keyColumn: 'name',
+        key: table.name,
+        values: {
+          schema_name: prot,
+          table_name: table.table,
+          key_column: table.key,
+          grantable: table.grantable,
+        },
+      },
       { kind: 'table_owner', schema: prot, table: table.table, owner: roles.tableOwner },
       { kind: 'revoke_public', target: { kind: 'table', schema: prot, name: table.table } },
       { kind: 'rls', schema: prot, table: table.table },
@@ -169,7 +240,14 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     }
   }
   for (const fn of parentHelpers.values()) {
-    out.push(fn, grant({ kind: 'function', schema: 'pgwarden', name: fn.name, args: ['name'] }, ['EXECUTE'], roles.people));
+    out.push(
+      fn,
+      grant(
+        { kind: 'function', schema: 'pgwarden', name: fn.name, args: ['name'] },
+        ['EXECUTE'],
+        roles.people,
+      ),
+    );
   }
   return sortObjects(out);
 }
@@ -219,7 +297,10 @@ function cellExpr(model: Model, table: TableModel, cell: Cell): Sql {
   const all = [...cell.cases.map((c) => c.level), cell.otherwise];
   if (all.every((l) => l.kind === 'full')) return col(table, cell.column);
   const whens = cell.cases.map((c) => {
-    const cond = c.when.kind === 'job' ? hasJob(CURRENT_USER, c.when.job) : relationPredicate(ctx, c.when.relation);
+    const cond =
+      c.when.kind === 'job'
+        ? hasJob(CURRENT_USER, c.when.job)
+        : relationPredicate(ctx, c.when.relation);
     return sql`WHEN ${cond} THEN ${levelExpr(model, table, cell, c.level)}`;
   });
   // all-hidden cells keep the column's type without naming it: a CASE whose only branch is the column
@@ -251,10 +332,17 @@ function view(model: Model, table: TableModel, roles: RoleNames): ViewObject {
   };
 }
 
-function parentKeysHelper(model: Model, parent: TableModel, via: readonly RowRelation[] | null, roles: RoleNames): FunctionObject {
+function parentKeysHelper(
+  model: Model,
+  parent: TableModel,
+  via: readonly RowRelation[] | null,
+  roles: RoleNames,
+): FunctionObject {
   const p = unsafeRaw('p');
   const ctx: PredicateContext = { model, table: parent, person: p, access: 'select' };
-  const pred = via ? or(via.map((r) => relationPredicate(ctx, r))) : (commandPredicate(ctx, 'select') ?? unsafeRaw('false'));
+  const pred = via
+    ? or(via.map((r) => relationPredicate(ctx, r)))
+    : (commandPredicate(ctx, 'select') ?? unsafeRaw('false'));
   const body = sql`
   SELECT COALESCE(pg_catalog.array_agg(${col(parent, parent.key)}), '{}')
   FROM ${qualified(model.schemas.protected, parent.table)}

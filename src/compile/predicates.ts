@@ -6,7 +6,7 @@
  * `= ANY ((SELECT ...))` parses as ANY over a subquery and compares the column with an array).
  */
 import type { Model, RowRelation, Scope, TableModel } from '../model/types.js';
-import { type Sql, ident, join, literal, qualified, sql, unsafeRaw } from '../sql/fragment.js';
+import { ident, join, literal, qualified, type Sql, sql, unsafeRaw } from '../sql/fragment.js';
 import { typeName } from '../sql/render.js';
 
 export interface PredicateContext {
@@ -39,7 +39,9 @@ export function hasJob(person: Sql, job: string): Sql {
 
 /** Name of the generated helper that returns the keys of `parent` rows the person may see. */
 export function parentKeysFunction(parent: TableModel, via: readonly RowRelation[] | null): string {
-  const base = via ? `_keys_${parent.name}_via_${[...via].sort().join('_')}` : `_keys_${parent.name}`;
+  const base = via
+    ? `_keys_${parent.name}_via_${[...via].sort().join('_')}`
+    : `_keys_${parent.name}`;
   if (Buffer.byteLength(base, 'utf8') <= 63) return base;
   // deterministic short form for long names
   let h = 0;
@@ -107,11 +109,20 @@ export function or(parts: readonly Sql[]): Sql {
  * The predicate for one command over all rules: for each rule that covers the command,
  * (the person holds one of its jobs) AND (any of its scopes).
  */
-export function commandPredicate(ctx: PredicateContext, command: PredicateContext['access']): Sql | null {
+export function commandPredicate(
+  ctx: PredicateContext,
+  command: PredicateContext['access'],
+): Sql | null {
   const rules = ctx.table.rules.filter((r) => r.commands.includes(command));
   if (rules.length === 0) return null;
   const parts = rules.map((r) => {
-    const jobs = r.jobs.length === 1 ? hasJob(ctx.person, r.jobs[0] as string) : sql`(${join(r.jobs.map((j) => hasJob(ctx.person, j)), ' OR ')})`;
+    const jobs =
+      r.jobs.length === 1
+        ? hasJob(ctx.person, r.jobs[0] as string)
+        : sql`(${join(
+            r.jobs.map((j) => hasJob(ctx.person, j)),
+            ' OR ',
+          )})`;
     const scopes = r.scopes.map((s) => scopePredicate({ ...ctx, access: command }, s));
     const scopeSql = scopes.length === 1 ? (scopes[0] as Sql) : sql`(${join(scopes, ' OR ')})`;
     return sql`${jobs} AND ${scopeSql}`;

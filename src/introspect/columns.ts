@@ -14,6 +14,10 @@ export async function readColumns(
     WHERE n.nspname = ${schema} AND c.relname = ANY (${tables as string[]}) AND a.attnum > 0 AND NOT a.attisdropped
     ORDER BY c.relname, a.attnum`;
   const out: Record<string, { name: string; type: string }[]> = {};
-  for (const r of rows) (out[r.table] ??= []).push({ name: r.name, type: r.type });
+  for (const r of rows) {
+    const list = out[r.table] ?? [];
+    list.push({ name: r.name, type: r.type });
+    out[r.table] = list;
+  }
   return out;
 }

@@ -5,7 +5,7 @@
 import type postgres from 'postgres';
 import type { CatalogObject, GrantTarget } from '../catalog/objects.js';
 import { objectKey } from '../catalog/objects.js';
-import { type Sql, join, literal, sql, textArray, unsafeRaw } from '../sql/fragment.js';
+import { join, literal, type Sql, sql, textArray, unsafeRaw } from '../sql/fragment.js';
 import { quoteIdent } from '../sql/quote.js';
 
 export interface RegistryEntry {
@@ -60,7 +60,11 @@ function relation(schema: string, name: string): Sql {
 }
 
 /** A boolean SQL expression: the object exists as described. */
-export function presenceCheck(o: CatalogObject, serverVersion: number, catalogInstalled: boolean): Sql {
+export function presenceCheck(
+  o: CatalogObject,
+  serverVersion: number,
+  catalogInstalled: boolean,
+): Sql {
   switch (o.kind) {
     case 'role':
       return sql`EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.name)}
@@ -81,7 +85,14 @@ export function presenceCheck(o: CatalogObject, serverVersion: number, catalogIn
     case 'catalog_row': {
       if (!catalogInstalled) return unsafeRaw('false');
       const conds = Object.entries(o.values).map(([c, v]) => {
-        const val = v === null ? unsafeRaw('NULL') : typeof v === 'boolean' ? unsafeRaw(String(v)) : typeof v === 'string' ? literal(v) : textArray(v);
+        const val =
+          v === null
+            ? unsafeRaw('NULL')
+            : typeof v === 'boolean'
+              ? unsafeRaw(String(v))
+              : typeof v === 'string'
+                ? literal(v)
+                : textArray(v);
         return sql`x.${unsafeRaw(quoteIdent(c))} IS NOT DISTINCT FROM ${val}`;
       });
       return sql`EXISTS (SELECT FROM pgwarden.${unsafeRaw(quoteIdent(o.table))} x WHERE x.${unsafeRaw(quoteIdent(o.keyColumn))} = ${literal(o.key)}${conds.length ? sql` AND ${join(conds, ' AND ')}` : unsafeRaw('')})`;
@@ -112,11 +123,16 @@ export function presenceCheck(o: CatalogObject, serverVersion: number, catalogIn
 }
 
 export async function serverVersionNum(db: Db): Promise<number> {
-  const rows = await query<{ v: string }>(db, unsafeRaw(`SELECT pg_catalog.current_setting('server_version_num') AS v`));
+  const rows = await query<{ v: string }>(
+    db,
+    unsafeRaw(`SELECT pg_catalog.current_setting('server_version_num') AS v`),
+  );
   return Number(rows[0]?.v ?? 0);
 }
 
-export async function readRegistry(db: Db): Promise<{ installed: boolean; registry: Map<string, RegistryEntry> }> {
+export async function readRegistry(
+  db: Db,
+): Promise<{ installed: boolean; registry: Map<string, RegistryEntry> }> {
   const rows = await query<{ installed: boolean }>(
     db,
     unsafeRaw(`SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed`),
@@ -124,12 +140,24 @@ export async function readRegistry(db: Db): Promise<{ installed: boolean; regist
   const installed = rows[0]?.installed === true;
   const registry = new Map<string, RegistryEntry>();
   if (!installed) return { installed, registry };
-  const entries = await query<{ key: string; kind: string; fingerprint: string; definition: string }>(
+  const entries = await query<{
+    key: string;
+    kind: string;
+    fingerprint: string;
+    definition: string;
+  }>(
     db,
-    unsafeRaw('SELECT key, kind, fingerprint, definition FROM pgwarden.applied_objects ORDER BY key'),
+    unsafeRaw(
+      'SELECT key, kind, fingerprint, definition FROM pgwarden.applied_objects ORDER BY key',
+    ),
   );
   for (const e of entries) {
-    registry.set(e.key, { key: e.key, kind: e.kind, fingerprint: e.fingerprint, object: JSON.parse(e.definition) as CatalogObject });
+    registry.set(e.key, {
+      key: e.key,
+      kind: e.kind,
+      fingerprint: e.fingerprint,
+      object: JSON.parse(e.definition) as CatalogObject,
+    });
   }
   return { installed, registry };
 }
@@ -146,10 +174,15 @@ export async function introspect(db: Db, desired: readonly CatalogObject[]): Pro
   const CHUNK = 200;
   for (let i = 0; i < keys.length; i += CHUNK) {
     const part = keys.slice(i, i + CHUNK);
-    const exprs = part.map((k) => presenceCheck(objects.get(k) as CatalogObject, serverVersion, installed));
-    const rows = await query<{ r: boolean[] }>(db, sql`SELECT ARRAY[${join(exprs, ',\n')}]::boolean[] AS r`);
+    const exprs = part.map((k) =>
+      presenceCheck(objects.get(k) as CatalogObject, serverVersion, installed),
+    );
+    const rows = await query<{ r: boolean[] }>(
+      db,
+      sql`SELECT ARRAY[${join(exprs, ',\n')}]::boolean[] AS r`,
+    );
     const r = rows[0]?.r ?? [];
-    part.forEach((k, j) => present.set(k, r[j] === true));
+    for (const [j, k] of part.entries()) present.set(k, r[j] === true);
   }
   return { serverVersion, catalogInstalled: installed, registry, present };
 }

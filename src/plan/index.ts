@@ -9,9 +9,9 @@
  */
 import { fingerprint } from '../catalog/fingerprint.js';
 import type { CatalogObject, ObjectKind } from '../catalog/objects.js';
-import { KIND_RANK, cmp, dependsOn, objectKey } from '../catalog/objects.js';
+import { cmp, dependsOn, KIND_RANK, objectKey } from '../catalog/objects.js';
 import type { LiveState } from '../introspect/index.js';
-import { type Effect, describe, effectOf, renderCreate, renderDrop } from '../sql/render.js';
+import { describe, type Effect, effectOf, renderCreate, renderDrop } from '../sql/render.js';
 
 export type StepAction = 'create' | 'replace' | 'drop';
 export type StepReason = 'new' | 'changed' | 'drifted' | 'removed' | 'dependent';
@@ -48,7 +48,12 @@ export class PlanError extends Error {
 function step(object: CatalogObject, action: StepAction, reason: StepReason): PlanStep {
   const sql = (action === 'drop' ? renderDrop(object) : renderCreate(object)).map((s) => s.text);
   const verb = action === 'create' ? (reason === 'new' ? 'create' : 're-create') : action;
-  const why = reason === 'drifted' ? ' (changed or removed outside pgwarden)' : reason === 'dependent' ? ' (lives on a re-created object)' : '';
+  const why =
+    reason === 'drifted'
+      ? ' (changed or removed outside pgwarden)'
+      : reason === 'dependent'
+        ? ' (lives on a re-created object)'
+        : '';
   return {
     op: `${action}_${object.kind}`,
     action,
@@ -56,7 +61,12 @@ function step(object: CatalogObject, action: StepAction, reason: StepReason): Pl
     key: objectKey(object),
     reason,
     summary: `${verb} ${describe(object)}${why}`,
-    effect: action === 'drop' ? effectOf(object, 'drop') : action === 'replace' ? replaceEffect(object) : effectOf(object, 'create'),
+    effect:
+      action === 'drop'
+        ? effectOf(object, 'drop')
+        : action === 'replace'
+          ? replaceEffect(object)
+          : effectOf(object, 'create'),
     sql,
     object,
   };

@@ -19,7 +19,8 @@ export class QuoteError extends Error {
 /** Always-quoted identifier: `"a""b"`. Refuses NUL and names over 63 bytes (Postgres would truncate them silently). */
 export function quoteIdent(name: string): string {
   if (name.length === 0) throw new QuoteError('an SQL identifier cannot be empty');
-  if (name.includes('\0')) throw new QuoteError(`identifier ${JSON.stringify(name)} contains a NUL byte`);
+  if (name.includes('\0'))
+    throw new QuoteError(`identifier ${JSON.stringify(name)} contains a NUL byte`);
   if (Buffer.byteLength(name, 'utf8') > MAX_IDENTIFIER_BYTES) {
     throw new QuoteError(
       `identifier ${JSON.stringify(name)} is ${Buffer.byteLength(name, 'utf8')} bytes; Postgres allows ${MAX_IDENTIFIER_BYTES}`,

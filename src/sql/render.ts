@@ -4,12 +4,12 @@
  */
 import type { CatalogObject, GrantTarget, ObjectKind, ObjectOf } from '../catalog/objects.js';
 import {
-  type Sql,
   dollar,
   ident,
   join,
   literal,
   qualified,
+  type Sql,
   sql,
   textArray,
   unsafeRaw,
@@ -64,7 +64,13 @@ function privileges(list: readonly string[]): Sql {
   return unsafeRaw(list.join(', '));
 }
 
-const COMMAND_SQL = { select: 'SELECT', insert: 'INSERT', update: 'UPDATE', delete: 'DELETE', all: 'ALL' } as const;
+const COMMAND_SQL = {
+  select: 'SELECT',
+  insert: 'INSERT',
+  update: 'UPDATE',
+  delete: 'DELETE',
+  all: 'ALL',
+} as const;
 const VOLATILITY = { immutable: 'IMMUTABLE', stable: 'STABLE', volatile: 'VOLATILE' } as const;
 
 function catalogValue(v: string | boolean | readonly string[] | null): Sql {
@@ -97,7 +103,8 @@ END`,
     ],
     // Roles are cluster-wide and may own things elsewhere: never dropped automatically.
     drop: () => [],
-    describe: (o) => `role "${o.name}" (${o.login ? 'LOGIN' : 'NOLOGIN'}${o.inherit ? '' : ', NOINHERIT'})`,
+    describe: (o) =>
+      `role "${o.name}" (${o.login ? 'LOGIN' : 'NOLOGIN'}${o.inherit ? '' : ', NOINHERIT'})`,
     effect: { create: 'neutral', drop: 'neutral' },
   },
   membership: {
@@ -166,7 +173,9 @@ END`,
         }`,
       ];
     },
-    drop: (o) => [sql`DELETE FROM ${qualified('pgwarden', o.table)} WHERE ${ident(o.keyColumn)} = ${literal(o.key)}`],
+    drop: (o) => [
+      sql`DELETE FROM ${qualified('pgwarden', o.table)} WHERE ${ident(o.keyColumn)} = ${literal(o.key)}`,
+    ],
     describe: (o) => `pgwarden.${o.table} row "${o.key}"`,
     effect: { create: 'neutral', drop: 'neutral' },
   },
@@ -200,7 +209,10 @@ END`,
         o.args.map((a) => sql`${ident(a.name)} ${typeName(a.type)}`),
         ', ',
       );
-      const argTypes = join(o.args.map((a) => typeName(a.type)), ', ');
+      const argTypes = join(
+        o.args.map((a) => typeName(a.type)),
+        ', ',
+      );
       const fn = qualified(o.schema, o.name);
       return [
         sql`CREATE OR REPLACE FUNCTION ${fn}(${args}) RETURNS ${typeName(o.returns)}
@@ -213,7 +225,10 @@ AS ${dollar(unsafeRaw(o.body))}`,
       ];
     },
     drop: (o) => [
-      sql`DROP FUNCTION IF EXISTS ${qualified(o.schema, o.name)}(${join(o.args.map((a) => typeName(a.type)), ', ')})`,
+      sql`DROP FUNCTION IF EXISTS ${qualified(o.schema, o.name)}(${join(
+        o.args.map((a) => typeName(a.type)),
+        ', ',
+      )})`,
     ],
     describe: (o) => `function "${o.schema}"."${o.name}"(${o.args.map((a) => a.type).join(', ')})`,
     effect: { create: 'neutral', drop: 'neutral' },
@@ -227,7 +242,8 @@ AS ${dollar(unsafeRaw(o.body))}`,
         sql`ALTER VIEW ${v} OWNER TO ${ident(o.owner)}`,
         sql`REVOKE ALL ON TABLE ${v} FROM PUBLIC`,
         ...Object.entries(o.defaults).map(
-          ([col, expr]) => sql`ALTER VIEW ${v} ALTER COLUMN ${ident(col)} SET DEFAULT ${unsafeRaw(expr)}`,
+          ([col, expr]) =>
+            sql`ALTER VIEW ${v} ALTER COLUMN ${ident(col)} SET DEFAULT ${unsafeRaw(expr)}`,
         ),
         sql`COMMENT ON VIEW ${v} IS ${literal(o.comment)}`,
       ];
@@ -241,7 +257,9 @@ AS ${dollar(unsafeRaw(o.body))}`,
       const t = qualified(o.schema, o.table);
       const parts: Sql[] = [
         sql`CREATE POLICY ${ident(o.name)} ON ${t}`,
-        unsafeRaw(`  AS ${o.permissive ? 'PERMISSIVE' : 'RESTRICTIVE'} FOR ${COMMAND_SQL[o.command]}`),
+        unsafeRaw(
+          `  AS ${o.permissive ? 'PERMISSIVE' : 'RESTRICTIVE'} FOR ${COMMAND_SQL[o.command]}`,
+        ),
         sql`  TO ${join(o.to.map(ident), ', ')}`,
       ];
       if (o.using !== null) parts.push(sql`  USING (${unsafeRaw(o.using)})`);
@@ -253,7 +271,9 @@ AS ${dollar(unsafeRaw(o.body))}`,
     effect: { create: 'widens', drop: 'narrows' },
   },
   grant: {
-    create: (o) => [sql`GRANT ${privileges(o.privileges)} ON ${target(o.target)} TO ${ident(o.grantee)}`],
+    create: (o) => [
+      sql`GRANT ${privileges(o.privileges)} ON ${target(o.target)} TO ${ident(o.grantee)}`,
+    ],
     drop: (o) => [
       sql`DO ${dollar(
         sql`BEGIN

@@ -84,7 +84,8 @@ export async function createTestDatabase(): Promise<TestDb> {
           }
         }
         if (failed.length === left.length || pass === 4) {
-          for (const f of failed) console.warn(`[pgwarden test] could not drop role ${f.rolname}: ${String(f.err)}`);
+          for (const f of failed)
+            console.warn(`[pgwarden test] could not drop role ${f.rolname}: ${String(f.err)}`);
           break;
         }
         left = failed.map((f) => f.rolname);
