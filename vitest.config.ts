@@ -10,6 +10,6 @@ export default defineConfig({
     // The CI machine has 2 cores; each test file gets its own database.
     maxWorkers: 2,
     fileParallelism: true,
-    reporters: ['default'],
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });

@@ -398,9 +398,20 @@ BEGIN
     RAISE EXCEPTION 'unit "%" does not exist', unit
       USING ERRCODE = 'no_data_found', HINT = 'Add it first: pgwarden unit add <name> --parent <unit>.';
   END IF;
-  IF EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolreplication)) THEN
-    RAISE EXCEPTION 'role "%" exists with SUPERUSER, BYPASSRLS, CREATEROLE or REPLICATION; it cannot be a person', r
-      USING ERRCODE = 'insufficient_privilege', HINT = 'Choose another name, or remove those attributes first.';
+  -- An existing role becomes a person only when a superuser says so, and never one of
+  -- pgwarden's own roles or a privileged one: the authenticator would become a member of it.
+  IF r IN (pgwarden._setting('authenticator'), pgwarden._setting('people_role'), pgwarden._setting('table_owner'),
+           pgwarden._setting('view_owner'), pgwarden._setting('catalog_owner'))
+     OR EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r
+                AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolreplication OR x.rolname LIKE 'pg\_%'))
+  THEN
+    RAISE EXCEPTION 'role "%" is privileged or one of pgwarden''s own roles; it cannot be a person', r
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Choose another name for the person.';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r)
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = who AND x.rolsuper) THEN
+    RAISE EXCEPTION 'role "%" already exists; only a database superuser may make an existing role a person', r
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Choose another name, or ask the database administrator.';
   END IF;
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r) THEN
     EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN INHERIT', r);

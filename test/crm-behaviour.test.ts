@@ -407,3 +407,50 @@ describe('access changes as data, from the next statement', () => {
     expect(r[0]?.n).toBe(0);
   });
 });
+
+describe('administration through pgwarden functions', () => {
+  const asAdam = <T>(fn: (tx: postgres.TransactionSql) => Promise<T>) => as('adam', fn);
+  it("adam cannot make one of pgwarden's roles, or an existing role, a person", async () => {
+    const prefixless = (r: string) => r.slice(t.prefix.length);
+    for (const role of [
+      `${t.prefix}crm_owner`,
+      `${t.prefix}crm_api_owner`,
+      `${t.prefix}crm_app`,
+      `${t.prefix}crm_people`,
+      `${t.prefix}pgwarden_owner`,
+    ]) {
+      await expect(
+        asAdam((tx) => tx`SELECT pgwarden.add_person(${prefixless(role)}, 'hq')`),
+        role,
+      ).rejects.toMatchObject({ code: '42501' });
+    }
+    await t.sql.unsafe(`CREATE ROLE "${t.prefix}preexisting" NOLOGIN`);
+    await expect(
+      asAdam((tx) => tx`SELECT pgwarden.add_person('preexisting', 'hq')`),
+    ).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('already exists') });
+    const [m] =
+      await t.sql`SELECT pg_has_role(${`${t.prefix}crm_app`}, ${`${t.prefix}crm_owner`}, 'MEMBER') AS m`;
+    expect(m?.m).toBe(false);
+  });
+
+  it('adam adds a person and grants a job, but nothing to himself; a rep administers nothing', async () => {
+    await asAdam((tx) => tx`SELECT pgwarden.add_person('nina', 'sales_east', ARRAY['sales_rep'])`);
+    const nina = await as(
+      'nina',
+      (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers WHERE in_pool`,
+    );
+    expect(nina[0]?.n).toBe(customers.filter((c) => c.in_pool).length);
+    await expect(
+      asAdam((tx) => tx`SELECT pgwarden.grant_job('adam', 'sales_director')`),
+    ).rejects.toMatchObject({ code: '42501' });
+    await expect(
+      as('alice', (tx) => tx`SELECT pgwarden.add_person('eve', 'hq')`),
+    ).rejects.toMatchObject({ code: '42501' });
+    await expect(as('alice', (tx) => tx`SELECT * FROM pgwarden.people`)).rejects.toMatchObject({
+      code: '42501',
+    });
+    await expect(
+      asAdam((tx) => tx`SELECT pgwarden.move_unit('hq', 'sales_east')`),
+    ).rejects.toMatchObject({ code: '23514' });
+  });
+});

@@ -155,6 +155,9 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     ['role_prefix', options.rolePrefix ?? ''],
     ['authenticator', roles.authenticator],
     ['people_role', roles.people],
+    ['table_owner', roles.tableOwner],
+    ['view_owner', roles.viewOwner],
+    ['catalog_owner', roles.catalogOwner],
     ['model', model.name],
   ];
   for (const [key, value] of settings) {

@@ -408,9 +408,20 @@ BEGIN
     RAISE EXCEPTION 'unit "%" does not exist', unit
       USING ERRCODE = 'no_data_found', HINT = 'Add it first: pgwarden unit add <name> --parent <unit>.';
   END IF;
-  IF EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolreplication)) THEN
-    RAISE EXCEPTION 'role "%" exists with SUPERUSER, BYPASSRLS, CREATEROLE or REPLICATION; it cannot be a person', r
-      USING ERRCODE = 'insufficient_privilege', HINT = 'Choose another name, or remove those attributes first.';
+  -- An existing role becomes a person only when a superuser says so, and never one of
+  -- pgwarden's own roles or a privileged one: the authenticator would become a member of it.
+  IF r IN (pgwarden._setting('authenticator'), pgwarden._setting('people_role'), pgwarden._setting('table_owner'),
+           pgwarden._setting('view_owner'), pgwarden._setting('catalog_owner'))
+     OR EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r
+                AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolreplication OR x.rolname LIKE 'pg\_%'))
+  THEN
+    RAISE EXCEPTION 'role "%" is privileged or one of pgwarden''s own roles; it cannot be a person', r
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Choose another name for the person.';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r)
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = who AND x.rolsuper) THEN
+    RAISE EXCEPTION 'role "%" already exists; only a database superuser may make an existing role a person', r
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Choose another name, or ask the database administrator.';
   END IF;
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r) THEN
     EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN INHERIT', r);
@@ -732,6 +743,9 @@ INSERT INTO "pgwarden"."jobs" ("name", "description", "admin", "privileged") VAL
 -- pgwarden.settings row "authenticator"
 INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('authenticator', 'crm_app') ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value";
 
+-- pgwarden.settings row "catalog_owner"
+INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('catalog_owner', 'pgwarden_owner') ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value";
+
 -- pgwarden.settings row "model"
 INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('model', 'crm') ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value";
 
@@ -740,6 +754,12 @@ INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('people_role', 'crm_p
 
 -- pgwarden.settings row "role_prefix"
 INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('role_prefix', '') ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value";
+
+-- pgwarden.settings row "table_owner"
+INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('table_owner', 'crm_owner') ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value";
+
+-- pgwarden.settings row "view_owner"
+INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('view_owner', 'crm_api_owner') ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value";
 
 -- pgwarden.tables row "contacts"
 INSERT INTO "pgwarden"."tables" ("name", "schema_name", "table_name", "key_column", "grantable") VALUES ('contacts', 'crm', 'contacts', 'id', '{}'::text[]) ON CONFLICT ("name") DO UPDATE SET "schema_name" = EXCLUDED."schema_name", "table_name" = EXCLUDED."table_name", "key_column" = EXCLUDED."key_column", "grantable" = EXCLUDED."grantable";
