@@ -255,6 +255,56 @@ describe('people, units, jobs, shares and grants from the command line', () => {
   });
 });
 
+describe('preflight', () => {
+  it('a model over tables that do not exist is refused with the fix, before anything changes', async () => {
+    const d = await createTestDatabase();
+    try {
+      const r = await cli([
+        'apply',
+        '--model',
+        'examples/crm/model.ts',
+        '--url',
+        d.url,
+        '--role-prefix',
+        d.prefix,
+        '--yes',
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('schema "crm"');
+      expect(r.stderr).toContain('drizzle-kit migrate');
+      await d.sql.unsafe('CREATE SCHEMA crm');
+      const r2 = await cli([
+        'plan',
+        '--model',
+        'examples/crm/model.ts',
+        '--url',
+        d.url,
+        '--role-prefix',
+        d.prefix,
+      ]);
+      expect(r2.stderr).toContain('table "crm"."customers"');
+      await d.sql.unsafe(`CREATE ROLE "${d.prefix}dba" LOGIN PASSWORD 'pw'`);
+      const u = new URL(d.url);
+      u.username = `${d.prefix}dba`;
+      u.password = 'pw';
+      const r3 = await cli([
+        'plan',
+        '--model',
+        'examples/crm/model.ts',
+        '--url',
+        u.toString(),
+        '--role-prefix',
+        d.prefix,
+      ]);
+      expect(r3.stderr).toContain('is not a superuser');
+      const [s] = await d.sql`SELECT to_regnamespace('pgwarden') AS p`;
+      expect(s?.p).toBeNull();
+    } finally {
+      await d.cleanup();
+    }
+  });
+});
+
 describe('help', () => {
   it('every command has help with an example', async () => {
     for (const cmd of [

@@ -7,6 +7,7 @@ import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
 import type { CatalogObject } from '../catalog/objects.js';
 import { PgwardenError } from '../errors.js';
 import { introspect } from '../introspect/index.js';
+import { preflight } from '../introspect/preflight.js';
 import { diff, type Plan, type PlanStep } from '../plan/index.js';
 
 /** pg_advisory_xact_lock key shared by every pgwarden apply ("pgwarden" as hex bytes). */
@@ -34,6 +35,7 @@ export async function planAgainst(
 ): Promise<Plan> {
   return await db.begin(async (tx) => {
     await tx.unsafe('SET TRANSACTION READ ONLY');
+    await preflight(tx, desired);
     const live = await introspect(tx, desired);
     return diff(desired, live);
   });
@@ -49,6 +51,7 @@ export async function apply(
       await tx.unsafe(`SET LOCAL lock_timeout = ${quoteTimeout(options.lockTimeout ?? '10s')}`);
       await tx.unsafe('SET LOCAL search_path = pg_catalog, pg_temp');
       await tx.unsafe(`SELECT pg_catalog.pg_advisory_xact_lock(${APPLY_LOCK_KEY})`);
+      await preflight(tx, desired);
       const live = await introspect(tx, desired);
       const plan = diff(desired, live);
       if (plan.steps.length === 0) return { plan, applied: false };

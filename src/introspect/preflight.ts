@@ -1,0 +1,45 @@
+/**
+ * Checks before planning: the things apply cannot create itself must already be there, and the
+ * connecting role must be able to create roles and policies. Each failure names the fix.
+ */
+import type postgres from 'postgres';
+import type { CatalogObject, SchemaObject, TableOwnerObject } from '../catalog/objects.js';
+import { PgwardenError } from '../errors.js';
+import { quoteIdent } from '../sql/quote.js';
+
+type Db = postgres.Sql | postgres.TransactionSql;
+
+export async function preflight(db: Db, desired: readonly CatalogObject[]): Promise<void> {
+  const [me] = await db<
+    { superuser: boolean; user: string }[]
+  >`SELECT rolsuper AS superuser, current_user AS user FROM pg_roles WHERE rolname = current_user`;
+  if (!me?.superuser) {
+    throw new PgwardenError(
+      'not_superuser',
+      `role "${me?.user ?? '?'}" is not a superuser; pgwarden apply creates roles with BYPASSRLS and CREATEROLE and changes table owners`,
+      'Run plan/apply as a superuser (the database administrator), e.g. --url postgres://postgres@host/db.',
+    );
+  }
+  const tables = desired.filter((o): o is TableOwnerObject => o.kind === 'table_owner');
+  const schemas = desired.filter((o): o is SchemaObject => o.kind === 'schema' && !o.create);
+  const missing: string[] = [];
+  for (const s of schemas) {
+    const [r] = await db<
+      { ok: boolean }[]
+    >`SELECT to_regnamespace(${quoteIdent(s.name)}) IS NOT NULL AS ok`;
+    if (!r?.ok) missing.push(`schema "${s.name}"`);
+  }
+  for (const t of tables) {
+    const [r] = await db<
+      { ok: boolean }[]
+    >`SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${t.schema} AND c.relname = ${t.table} AND c.relkind IN ('r', 'p')) AS ok`;
+    if (!r?.ok) missing.push(`table "${t.schema}"."${t.table}"`);
+  }
+  if (missing.length > 0) {
+    throw new PgwardenError(
+      'missing_table',
+      `the model protects ${missing.join(', ')}, which ${missing.length === 1 ? 'does' : 'do'} not exist in this database`,
+      'Create the tables first (e.g. drizzle-kit migrate), or fix the names in the model.',
+    );
+  }
+}
