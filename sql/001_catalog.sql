@@ -35,6 +35,7 @@ CREATE TABLE pgwarden.tables (
   schema_name text NOT NULL,
   table_name text NOT NULL,
   key_column text NOT NULL,
+  key_type text NOT NULL DEFAULT 'text',
   grantable text[] NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE pgwarden.tables IS 'Protected tables of the model; shares and temporary grants name them.';
@@ -123,9 +124,12 @@ CREATE TABLE pgwarden.applied_objects (
   kind text NOT NULL,
   fingerprint text NOT NULL,
   definition text NOT NULL,
+  server_form text,
   applied_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE pgwarden.applied_objects IS 'Every object pgwarden created, with the fingerprint of its definition.';
+COMMENT ON COLUMN pgwarden.applied_objects.server_form IS
+  'For policies and views: pgwarden._server_form() right after apply, so an edit by hand is drift.';
 
 CREATE TABLE pgwarden.applies (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -136,6 +140,30 @@ CREATE TABLE pgwarden.applies (
   plan jsonb NOT NULL
 );
 COMMENT ON TABLE pgwarden.applies IS 'One row per pgwarden apply that changed something.';
+
+-- A digest of a policy or view as the server stores it (expressions deparsed by the server
+-- with a fixed search_path), so that formatting never matters and any edit does.
+CREATE FUNCTION pgwarden._server_form(kind text, schema_name text, object_name text, table_name text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT CASE kind
+    WHEN 'policy' THEN (
+      SELECT md5(concat_ws(E'\n', p.polcmd, p.polpermissive::text,
+        (SELECT string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE r::regrole::text END, ',' ORDER BY 1) FROM unnest(p.polroles) AS r),
+        pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)))
+      FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = schema_name AND c.relname = table_name AND p.polname = object_name)
+    WHEN 'view' THEN (
+      SELECT md5(concat_ws(E'\n', pg_get_viewdef(c.oid), c.reloptions::text, pg_get_userbyid(c.relowner),
+        (SELECT string_agg(a.attname || '=' || pg_get_expr(d.adbin, d.adrelid), ',' ORDER BY a.attnum)
+         FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+         WHERE d.adrelid = c.oid)))
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = schema_name AND c.relname = object_name AND c.relkind = 'v')
+  END
+$$;
 
 -- ------------------------------------------------------------------ identity
 
@@ -554,6 +582,14 @@ BEGIN
   IF valid_until IS NOT NULL AND valid_until <= now() THEN
     RAISE EXCEPTION 'valid_until % is in the past', valid_until USING ERRCODE = 'invalid_parameter_value';
   END IF;
+  -- a key that is not of the key's type would break every query of that person on the table
+  BEGIN
+    EXECUTE pg_catalog.format('SELECT ($1)::%s', (SELECT t.key_type FROM pgwarden.tables t WHERE t.name = tbl)) USING row_key;
+  EXCEPTION WHEN data_exception THEN
+    RAISE EXCEPTION 'row key "%" is not a valid % for table "%"', row_key,
+      (SELECT t.key_type FROM pgwarden.tables t WHERE t.name = tbl), tbl
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the value of the row''s primary key.';
+  END;
   INSERT INTO pgwarden.shares (table_name, row_key, person, valid_until, granted_by)
   VALUES (tbl, row_key, person, share.valid_until, who) RETURNING shares.id INTO id;
   RETURN id;

@@ -197,16 +197,35 @@ describe('contacts, deals and contracts follow their customer', () => {
   for (const person of PEOPLE) {
     it(`${person}: contacts, deals (amount), contracts`, async () => {
       const visible = new Set(customers.filter((c) => sees(person, c)).map((c) => c.id));
+      type Contact = {
+        id: number;
+        customer_id: number;
+        phone: string | null;
+        email: string | null;
+      };
       const allContacts = await t.sql<
-        { id: number; customer_id: number }[]
-      >`SELECT id::int, customer_id::int FROM crm.contacts ORDER BY id`;
+        Contact[]
+      >`SELECT id::int, customer_id::int, phone, email FROM crm.contacts ORDER BY id`;
       const contacts = await as(
         person,
-        (tx) => tx<{ id: number }[]>`SELECT id::int FROM crm_api.contacts ORDER BY id`,
+        (tx) =>
+          tx<
+            Contact[]
+          >`SELECT id::int, customer_id::int, phone, email FROM crm_api.contacts ORDER BY id`,
       );
       expect(contacts.map((r) => r.id)).toEqual(
         allContacts.filter((x) => visible.has(x.customer_id)).map((x) => x.id),
       );
+      // contact details follow the customer's cell rules for phone and email
+      for (const k of contacts) {
+        const src = allContacts.find((x) => x.id === k.id) as Contact;
+        const cust = customers.find((x) => x.id === k.customer_id) as Customer;
+        const rule = cells(person, { ...cust, phone: src.phone, email: src.email });
+        expect(
+          { id: k.id, phone: k.phone, email: k.email },
+          `contact ${k.id} for ${person}`,
+        ).toEqual({ id: k.id, phone: rule.phone, email: rule.email });
+      }
 
       const allDeals = await t.sql<
         { id: number; customer_id: number; owner: string | null; amount: string | null }[]

@@ -113,6 +113,36 @@ describe('apply', () => {
     expect((await planAgainst(a.sql, desired)).steps).toEqual([]);
   });
 
+  it('edits by hand are drift: a widened policy, a hand-written USING (true), a replaced view', async () => {
+    const desired = compile(model, { rolePrefix: a.prefix });
+    await a.sql.unsafe('ALTER POLICY customers_select ON crm.customers USING (true)');
+    await a.sql.unsafe('CREATE POLICY backdoor ON crm.contracts FOR SELECT TO PUBLIC USING (true)');
+    await a.sql.unsafe(
+      'CREATE OR REPLACE VIEW crm_api.deals AS SELECT id, customer_id, owner, title, stage, amount::numeric AS amount FROM crm.deals',
+    );
+    await a.sql.unsafe(
+      'CREATE POLICY "restrict"  ON crm.deals AS RESTRICTIVE FOR SELECT TO PUBLIC USING (false)',
+    );
+    const plan = await planAgainst(a.sql, desired);
+    const keys = plan.steps.map((s) => `${s.op} ${s.key} ${s.reason} ${s.effect}`);
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        'create_policy policy:crm.customers:customers_select drifted widens',
+        'drop_policy policy:crm.contracts:backdoor unknown narrows',
+        'drop_policy policy:crm.deals:restrict unknown widens',
+        'create_view view:crm_api.deals drifted widens',
+      ]),
+    );
+    expect(plan.steps.find((s) => s.key.endsWith(':backdoor'))?.summary).toContain(
+      'PERMISSIVE select TO PUBLIC USING (true)',
+    );
+    await apply(a.sql, desired, { modelName: model.name, modelHash: 'x' });
+    expect((await planAgainst(a.sql, desired)).steps).toEqual([]);
+    const [left] =
+      await a.sql`SELECT count(*)::int AS n FROM pg_policy WHERE polname IN ('backdoor', 'restrict')`;
+    expect(left?.n).toBe(0);
+  });
+
   it('a model change is planned as typed steps, and dropping a rule drops its policy', async () => {
     const changed: Model = {
       ...model,

@@ -124,6 +124,27 @@ export default defineModel({
           scopes: [{ parent: { column: 'customer_id', table: 'customers', via: ['subtree'] } }],
         },
       ],
+      // contact details follow how the person relates to the contact's customer
+      cells: {
+        phone: {
+          'parent:pool': 'hidden',
+          'parent:own': 'full',
+          'parent:subtree': 'full',
+          'parent:shared': 'mask:phone',
+          'job:support_agent': 'mask:phone',
+          'parent:granted': 'mask:phone',
+          default: 'hidden',
+        },
+        email: {
+          'parent:pool': 'hidden',
+          'parent:own': 'full',
+          'parent:subtree': 'full',
+          'parent:shared': 'full',
+          'job:support_agent': 'full',
+          'parent:granted': 'mask:email',
+          default: 'hidden',
+        },
+      },
     }),
     deals: table(deals, {
       owner: 'owner',

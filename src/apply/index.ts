@@ -3,8 +3,8 @@
  * On any failure the transaction rolls back and the error names the step.
  */
 import type postgres from 'postgres';
-import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
 import type { CatalogObject } from '../catalog/objects.js';
+import { registryDelete, registryUpsert } from '../catalog/registry.js';
 import { PgwardenError } from '../errors.js';
 import { introspect } from '../introspect/index.js';
 import { preflight } from '../introspect/preflight.js';
@@ -104,14 +104,9 @@ async function record(
   options: ApplyOptions,
 ): Promise<void> {
   for (const s of plan.steps) {
-    if (s.action === 'drop') {
-      await tx`DELETE FROM pgwarden.applied_objects WHERE key = ${s.key}`;
-    } else {
-      await tx`INSERT INTO pgwarden.applied_objects (key, kind, fingerprint, definition)
-        VALUES (${s.key}, ${s.kind}, ${fingerprint(s.object)}, ${canonicalJson(s.object)})
-        ON CONFLICT (key) DO UPDATE SET kind = EXCLUDED.kind, fingerprint = EXCLUDED.fingerprint,
-          definition = EXCLUDED.definition, applied_at = now()`;
-    }
+    await tx.unsafe(
+      s.action === 'drop' ? registryDelete(s.key).text : registryUpsert(s.object).text,
+    );
   }
   const summary = plan.steps.map((s) => ({
     op: s.op,

@@ -12,6 +12,7 @@ import { sortObjects } from '../catalog/objects.js';
 import type { Cell, Command, Level, Model, RowRelation, TableModel } from '../model/types.js';
 import { COMMANDS } from '../model/types.js';
 import { ident, join, qualified, type Sql, sql, unsafeRaw } from '../sql/fragment.js';
+import { typeName } from '../sql/render.js';
 import { loadCatalogMigrations } from './catalog-sql.js';
 import {
   CURRENT_USER,
@@ -22,6 +23,7 @@ import {
   type PredicateContext,
   parentKeysFunction,
   relationPredicate,
+  scopePredicate,
 } from './predicates.js';
 
 export interface CompileOptions {
@@ -217,6 +219,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
           schema_name: prot,
           table_name: table.table,
           key_column: table.key,
+          key_type: typeName(table.keyType).text,
           grantable: table.grantable,
         },
       },
@@ -233,13 +236,20 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     }
     for (const c of commands) out.push(policy(model, table, c, roles));
     out.push(view(model, table, roles));
-    for (const rule of table.rules) {
-      for (const s of rule.scopes) {
-        if (s.kind !== 'parent') continue;
-        const parent = model.tables.find((t) => t.name === s.table) as TableModel;
-        const fn = parentKeysHelper(model, parent, s.via, roles);
-        parentHelpers.set(fn.name, fn);
-      }
+    const parentUses = [
+      ...table.rules
+        .flatMap((r) => r.scopes)
+        .flatMap((s) => (s.kind === 'parent' ? [{ table: s.table, via: s.via }] : [])),
+      ...table.cells
+        .flatMap((c) => c.cases)
+        .flatMap((c) =>
+          c.when.kind === 'parent' ? [{ table: c.when.table, via: [c.when.relation] }] : [],
+        ),
+    ];
+    for (const use of parentUses) {
+      const parent = model.tables.find((t) => t.name === use.table) as TableModel;
+      const fn = parentKeysHelper(model, parent, use.via, roles);
+      parentHelpers.set(fn.name, fn);
     }
   }
   for (const fn of parentHelpers.values()) {
@@ -303,7 +313,14 @@ function cellExpr(model: Model, table: TableModel, cell: Cell): Sql {
     const cond =
       c.when.kind === 'job'
         ? hasJob(CURRENT_USER, c.when.job)
-        : relationPredicate(ctx, c.when.relation);
+        : c.when.kind === 'parent'
+          ? scopePredicate(ctx, {
+              kind: 'parent',
+              column: c.when.column,
+              table: c.when.table,
+              via: [c.when.relation],
+            })
+          : relationPredicate(ctx, c.when.relation);
     return sql`WHEN ${cond} THEN ${levelExpr(model, table, cell, c.level)}`;
   });
   // all-hidden cells keep the column's type without naming it: a CASE whose only branch is the column

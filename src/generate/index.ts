@@ -3,9 +3,10 @@
  * Running the files in order (one transaction) on a database gives the same catalog as
  * `pgwarden apply`, including the applied-object registry, so `pgwarden plan` is empty after.
  */
-import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
+
 import type { CatalogObject, ObjectKind } from '../catalog/objects.js';
-import { objectKey, sortObjects } from '../catalog/objects.js';
+import { sortObjects } from '../catalog/objects.js';
+import { registryUpsert } from '../catalog/registry.js';
 import { literal, sql } from '../sql/fragment.js';
 import { describe, renderCreate } from '../sql/render.js';
 
@@ -53,12 +54,7 @@ export function generate(
       .join('\n');
     files.push({ name: f.name, content: header(f.title) + body });
   }
-  const registry = sorted.map(
-    (o) =>
-      sql`INSERT INTO pgwarden.applied_objects (key, kind, fingerprint, definition) VALUES (${literal(objectKey(o))}, ${literal(o.kind)}, ${literal(fingerprint(o))}, ${literal(canonicalJson(o))})
-  ON CONFLICT (key) DO UPDATE SET kind = EXCLUDED.kind, fingerprint = EXCLUDED.fingerprint, definition = EXCLUDED.definition, applied_at = now();`
-        .text,
-  );
+  const registry = sorted.map((o) => `${registryUpsert(o).text};`);
   const applyRow =
     sql`INSERT INTO pgwarden.applies (model_name, model_hash, plan) VALUES (${literal(meta.modelName)}, ${literal(meta.modelHash)}, ${literal(JSON.stringify([{ op: 'generate', objects: sorted.length }]))});`
       .text;

@@ -3,8 +3,9 @@
  * whether it exists as recorded. Only this module and apply/ touch the database.
  */
 import type postgres from 'postgres';
-import type { CatalogObject, GrantTarget } from '../catalog/objects.js';
+import type { CatalogObject, GrantTarget, PolicyObject } from '../catalog/objects.js';
 import { objectKey } from '../catalog/objects.js';
+import { serverFormExpr } from '../catalog/registry.js';
 import { join, literal, type Sql, sql, textArray, unsafeRaw } from '../sql/fragment.js';
 import { quoteIdent } from '../sql/quote.js';
 
@@ -21,6 +22,8 @@ export interface LiveState {
   registry: ReadonlyMap<string, RegistryEntry>;
   /** key -> the object exists in the database as described */
   present: ReadonlyMap<string, boolean>;
+  /** policies on protected tables that neither the model nor the registry knows (hand-made) */
+  unknownPolicies: readonly PolicyObject[];
 }
 
 type Db = postgres.Sql | postgres.TransactionSql;
@@ -57,6 +60,11 @@ function targetAcl(t: GrantTarget): { acl: Sql; from: Sql } {
 
 function relation(schema: string, name: string): Sql {
   return sql`pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${literal(schema)} AND c.relname = ${literal(name)}`;
+}
+
+/** The server's form of the object is the one recorded right after pgwarden created it. */
+function sameServerForm(o: CatalogObject): Sql {
+  return sql`${serverFormExpr(o)} IS NOT DISTINCT FROM (SELECT a.server_form FROM pgwarden.applied_objects a WHERE a.key = ${literal(objectKey(o))})`;
 }
 
 /** A boolean SQL expression: the object exists as described. */
@@ -109,12 +117,16 @@ export function presenceCheck(
       return sql`EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
         WHERE p.oid = pg_catalog.to_regprocedure(${literal(`${quoteIdent(o.schema)}.${quoteIdent(o.name)}(${o.args.map((a) => a.type).join(', ')})`)})
         AND p.prosrc = ${literal(o.body)} AND p.prosecdef = ${unsafeRaw(String(o.securityDefiner))} AND r.rolname = ${literal(o.owner)})`;
-    case 'view':
-      return sql`EXISTS (SELECT FROM ${relation(o.schema, o.name)} AND c.relkind = 'v' AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.owner)}))`;
-    case 'policy':
-      return sql`EXISTS (SELECT FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+    case 'view': {
+      const exists = sql`EXISTS (SELECT FROM ${relation(o.schema, o.name)} AND c.relkind = 'v' AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.owner)}))`;
+      return catalogInstalled ? sql`(${exists} AND ${sameServerForm(o)})` : exists;
+    }
+    case 'policy': {
+      const exists = sql`EXISTS (SELECT FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ${literal(o.schema)} AND c.relname = ${literal(o.table)} AND p.polname = ${literal(o.name)})`;
+      return catalogInstalled ? sql`(${exists} AND ${sameServerForm(o)})` : exists;
+    }
     case 'grant': {
       const t = targetAcl(o.target);
       return sql`EXISTS (SELECT FROM ${t.from} AND ${aclHas(t.acl, o.grantee, o.privileges)})`;
@@ -184,5 +196,57 @@ export async function introspect(db: Db, desired: readonly CatalogObject[]): Pro
     const r = rows[0]?.r ?? [];
     for (const [j, k] of part.entries()) present.set(k, r[j] === true);
   }
-  return { serverVersion, catalogInstalled: installed, registry, present };
+  const unknownPolicies = await readUnknownPolicies(db, [...objects.values()], objects);
+  return { serverVersion, catalogInstalled: installed, registry, present, unknownPolicies };
+}
+
+/** Every policy on a protected table whose key is neither desired nor recorded. */
+async function readUnknownPolicies(
+  db: Db,
+  objects: readonly CatalogObject[],
+  known: ReadonlyMap<string, CatalogObject>,
+): Promise<PolicyObject[]> {
+  const tables = objects.filter((o) => o.kind === 'rls');
+  if (tables.length === 0) return [];
+  const rows = await db<
+    {
+      schema: string;
+      table: string;
+      name: string;
+      cmd: string;
+      permissive: boolean;
+      roles: string[];
+      qual: string | null;
+      check: string | null;
+    }[]
+  >`
+    SELECT n.nspname AS schema, c.relname AS table, p.polname AS name, p.polcmd::text AS cmd, p.polpermissive AS permissive,
+      ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(r) END FROM unnest(p.polroles) AS r ORDER BY 1) AS roles,
+      pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS qual, pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check
+    FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(${tables.map((t) => (t.kind === 'rls' ? t.schema : ''))}::text[], ${tables.map((t) => (t.kind === 'rls' ? t.table : ''))}::text[]))
+    ORDER BY 1, 2, 3`;
+  const CMD: Record<string, PolicyObject['command']> = {
+    r: 'select',
+    a: 'insert',
+    w: 'update',
+    d: 'delete',
+    '*': 'all',
+  };
+  const out: PolicyObject[] = [];
+  for (const r of rows) {
+    const p: PolicyObject = {
+      kind: 'policy',
+      schema: r.schema,
+      table: r.table,
+      name: r.name,
+      command: CMD[r.cmd] ?? 'all',
+      permissive: r.permissive,
+      to: r.roles,
+      using: r.qual,
+      check: r.check,
+    };
+    if (!known.has(objectKey(p))) out.push(p);
+  }
+  return out;
 }

@@ -61,7 +61,8 @@ export type LevelInput = 'full' | 'hidden' | `mask:${string}` | { mask: string }
 
 /**
  * Level per viewer relation, first match wins, in the order written:
- * keys are row relations (own, unit, subtree, shared, pool, granted), `job:<name>`, or `default`.
+ * keys are row relations (own, unit, subtree, shared, pool, granted), `parent:<relation>` (the
+ * row's parent row, through the table's parent scope, relates so), `job:<name>`, or `default`.
  */
 export type CellInput = Readonly<Record<string, LevelInput>>;
 
@@ -123,7 +124,11 @@ export interface ModelInput {
 
 export type Level = { kind: 'full' } | { kind: 'hidden' } | { kind: 'mask'; mask: string };
 
-export type CellWhen = { kind: 'relation'; relation: RowRelation } | { kind: 'job'; job: string };
+export type CellWhen =
+  | { kind: 'relation'; relation: RowRelation }
+  | { kind: 'job'; job: string }
+  /** the row's parent (through the table's parent scope) is related to the person this way */
+  | { kind: 'parent'; column: string; table: string; relation: RowRelation };
 
 export interface CellCase {
   when: CellWhen;

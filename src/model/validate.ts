@@ -1005,6 +1005,50 @@ export async function validateModel(
               needs(info, rel as RowRelation, ep, `Cell ${JSON.stringify(column)}`);
               if (level)
                 cases.push({ when: { kind: 'relation', relation: rel as RowRelation }, level });
+            } else if (rel.startsWith('parent:')) {
+              const prel = rel.slice(7);
+              const parents = [
+                ...new Map(
+                  rules
+                    .flatMap((r) => r.scopes)
+                    .filter((sc): sc is Extract<Scope, { kind: 'parent' }> => sc.kind === 'parent')
+                    .map((sc) => [`${sc.column}\u0000${sc.table}`, sc] as const),
+                ).values(),
+              ];
+              const parentInfo =
+                parents.length === 1
+                  ? infos.get((parents[0] as { table: string }).table)
+                  : undefined;
+              if (!(ROW_RELATIONS as readonly string[]).includes(prel)) {
+                v.add(
+                  'unknown_relation',
+                  ep,
+                  `Cell key ${JSON.stringify(rel)} names no relation.${suggest(prel, ROW_RELATIONS)}`,
+                  `Use parent:<relation> with one of ${list(ROW_RELATIONS)}.`,
+                );
+                good = false;
+              } else if (parents.length !== 1 || !parentInfo) {
+                v.add(
+                  'missing_column_for_scope',
+                  ep,
+                  `Cell key ${JSON.stringify(rel)} needs exactly one parent (column and table) among the parent scopes of table ${JSON.stringify(key)}; it has ${parents.length}.`,
+                  'Add a rule with a parent scope (e.g. { parent: { column: customer_id, table: customers } }), or use a relation of this table.',
+                );
+                good = false;
+              } else {
+                const par = parents[0] as Extract<Scope, { kind: 'parent' }>;
+                needs(parentInfo, prel as RowRelation, ep, `Cell ${JSON.stringify(column)}`);
+                if (level)
+                  cases.push({
+                    when: {
+                      kind: 'parent',
+                      column: par.column,
+                      table: par.table,
+                      relation: prel as RowRelation,
+                    },
+                    level,
+                  });
+              }
             } else if (rel.startsWith('job:')) {
               const job = rel.slice(4);
               if (!knownJob(job, ep)) good = false;
@@ -1014,7 +1058,7 @@ export async function validateModel(
                 'unknown_relation',
                 ep,
                 `Cell key ${JSON.stringify(rel)} is not a relation.${suggest(rel, [...ROW_RELATIONS, 'default'])}`,
-                `Use one of ${list(ROW_RELATIONS)}, "job:<job name>" or "default".`,
+                `Use one of ${list(ROW_RELATIONS)}, "parent:<relation>", "job:<job name>" or "default".`,
               );
               good = false;
             }

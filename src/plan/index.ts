@@ -6,15 +6,19 @@
  *   drifted   applied as desired, but the database no longer has it so -> create again
  *   removed   applied, no longer desired           -> drop
  *   dependent lives on an object that is recreated (grants on a replaced view) -> create again
+ *   unknown   a policy on a protected table that pgwarden did not create (e.g. a hand-written
+ *             USING (true)) -> drop; shown first, since it may widen access for everyone
  */
+
 import { fingerprint } from '../catalog/fingerprint.js';
 import type { CatalogObject, ObjectKind } from '../catalog/objects.js';
 import { cmp, dependsOn, KIND_RANK, objectKey } from '../catalog/objects.js';
+import { PgwardenError } from '../errors.js';
 import type { LiveState } from '../introspect/index.js';
 import { describe, type Effect, effectOf, renderCreate, renderDrop } from '../sql/render.js';
 
 export type StepAction = 'create' | 'replace' | 'drop';
-export type StepReason = 'new' | 'changed' | 'drifted' | 'removed' | 'dependent';
+export type StepReason = 'new' | 'changed' | 'drifted' | 'removed' | 'dependent' | 'unknown';
 
 export interface PlanStep {
   /** e.g. create_policy, replace_view, drop_grant */
@@ -35,41 +39,43 @@ export interface Plan {
   unchanged: number;
 }
 
-export class PlanError extends Error {
-  constructor(
-    message: string,
-    readonly hint: string,
-  ) {
-    super(message);
-    this.name = 'PlanError';
-  }
-}
-
 function step(object: CatalogObject, action: StepAction, reason: StepReason): PlanStep {
   const sql = (action === 'drop' ? renderDrop(object) : renderCreate(object)).map((s) => s.text);
   const verb = action === 'create' ? (reason === 'new' ? 'create' : 're-create') : action;
-  const why =
-    reason === 'drifted'
-      ? ' (changed or removed outside pgwarden)'
-      : reason === 'dependent'
-        ? ' (lives on a re-created object)'
-        : '';
   return {
     op: `${action}_${object.kind}`,
     action,
     kind: object.kind,
     key: objectKey(object),
     reason,
-    summary: `${verb} ${describe(object)}${why}`,
-    effect:
-      action === 'drop'
-        ? effectOf(object, 'drop')
-        : action === 'replace'
-          ? replaceEffect(object)
-          : effectOf(object, 'create'),
+    summary: `${verb} ${describe(object)}${why(object, reason)}`,
+    effect: effect(object, action, reason),
     sql,
     object,
   };
+}
+
+function why(o: CatalogObject, reason: StepReason): string {
+  switch (reason) {
+    case 'drifted':
+      return ' (changed or removed outside pgwarden)';
+    case 'dependent':
+      return ' (lives on a re-created object)';
+    case 'unknown':
+      if (o.kind !== 'policy') return ' (not created by pgwarden)';
+      return ` (not created by pgwarden: ${o.permissive ? 'PERMISSIVE' : 'RESTRICTIVE'} ${o.command} TO ${o.to.join(', ')}${o.using !== null ? ` USING (${o.using})` : ''}${o.check !== null ? ` WITH CHECK (${o.check})` : ''})`;
+    default:
+      return '';
+  }
+}
+
+function effect(o: CatalogObject, action: StepAction, reason: StepReason): Effect {
+  // dropping a restrictive policy lifts a restriction
+  if (action === 'drop' && o.kind === 'policy' && !o.permissive) return 'widens';
+  if (reason === 'drifted' && (o.kind === 'policy' || o.kind === 'view')) return 'widens';
+  if (action === 'drop') return effectOf(o, 'drop');
+  if (action === 'replace') return replaceEffect(o);
+  return effectOf(o, 'create');
 }
 
 function replaceEffect(o: CatalogObject): Effect {
@@ -95,7 +101,8 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
       recreated.add(key);
     } else if (applied.fingerprint !== fp) {
       if (o.kind === 'catalog') {
-        throw new PlanError(
+        throw new PgwardenError(
+          'catalog_changed',
           `pgwarden catalog file ${o.file} differs from the version applied to this database`,
           'Catalog files are append-only: restore the file and add the change as a new numbered file in sql/.',
         );
@@ -123,6 +130,7 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
     if (desiredKeys.has(key)) continue;
     drops.push(step(entry.object, 'drop', 'removed'));
   }
+  for (const p of live.unknownPolicies) drops.push(step(p, 'drop', 'unknown'));
   drops.sort((a, b) => KIND_RANK[b.kind] - KIND_RANK[a.kind] || cmp(a.key, b.key));
   const creates = pending
     .map((p) => step(p.o, p.action, p.reason))
