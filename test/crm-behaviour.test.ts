@@ -473,3 +473,25 @@ describe('administration through pgwarden functions', () => {
     ).rejects.toMatchObject({ code: '23514' });
   });
 });
+
+describe('key helpers answer only active people, about themselves', () => {
+  it("olga (no customer rules) learns no pool ids; nobody learns another person's keys", async () => {
+    const olga = await as(
+      'olga',
+      (tx) =>
+        tx`SELECT pgwarden._keys_customers_via_pool(current_user) AS a, pgwarden._keys_customers(current_user) AS b`,
+    );
+    expect(olga[0]?.b).toEqual([]);
+    // the pool relation alone is a fact about rows, but olga is an active person: she may only
+    // learn it because contacts' cells need it; crm_app (no person) learns nothing
+    const app2 = await app`SELECT pgwarden._keys_customers_via_pool(current_user) AS a`.catch(
+      (e: { code: string }) => e.code,
+    );
+    expect(app2).toBe('42501');
+    const spy = await as(
+      'alice',
+      (tx) => tx`SELECT pgwarden._keys_customers(${`${t.prefix}vera`}) AS k`,
+    );
+    expect(spy[0]?.k).toEqual([]);
+  });
+});

@@ -366,7 +366,8 @@ function parentKeysHelper(
   const body = sql`
   SELECT COALESCE(pg_catalog.array_agg(${col(parent, parent.key)}), '{}')
   FROM ${qualified(model.schemas.protected, parent.table)}
-  WHERE p = ${qualified('pgwarden', 'caller')}() AND (${pred})
+  WHERE p = ${qualified('pgwarden', 'caller')}() AND ${qualified('pgwarden', 'person_name')}(p) IS NOT NULL
+    AND (${pred})
 `;
   return {
     kind: 'function',

@@ -12,7 +12,8 @@ SET search_path = pg_catalog, pg_temp
 AS $pgw$
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
-  WHERE p = "pgwarden"."caller"() AND (((SELECT "pgwarden"."has_job"(p, 'sales_rep')) AND ("customers"."owner" = (SELECT "pgwarden"."person_name"(p)) OR "customers"."id" = ANY ((SELECT "pgwarden"."shared_keys"(p, 'customers'))::bigint[]) OR "customers"."in_pool" IS TRUE))
+  WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
+    AND (((SELECT "pgwarden"."has_job"(p, 'sales_rep')) AND ("customers"."owner" = (SELECT "pgwarden"."person_name"(p)) OR "customers"."id" = ANY ((SELECT "pgwarden"."shared_keys"(p, 'customers'))::bigint[]) OR "customers"."in_pool" IS TRUE))
     OR (((SELECT "pgwarden"."has_job"(p, 'sales_manager')) OR (SELECT "pgwarden"."has_job"(p, 'sales_director'))) AND ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"(p))::text[]) OR "customers"."in_pool" IS TRUE))
     OR ((SELECT "pgwarden"."has_job"(p, 'support_agent')) AND (status = 'active'))
     OR ((SELECT "pgwarden"."has_job"(p, 'finance')) AND (EXISTS (SELECT FROM crm.contracts k WHERE k.customer_id = customers.id)))
@@ -30,7 +31,8 @@ SET search_path = pg_catalog, pg_temp
 AS $pgw$
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
-  WHERE p = "pgwarden"."caller"() AND (EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT "pgwarden"."grant_filters"(p, 'customers', 'select'))) AS pgw_grant(f) WHERE (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'region') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'region') OPERATOR(pg_catalog.?) ("customers"."region")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'customer_type') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'customer_type') OPERATOR(pg_catalog.?) ("customers"."customer_type")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'status') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'status') OPERATOR(pg_catalog.?) ("customers"."status")::text)))
+  WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
+    AND (EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT "pgwarden"."grant_filters"(p, 'customers', 'select'))) AS pgw_grant(f) WHERE (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'region') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'region') OPERATOR(pg_catalog.?) ("customers"."region")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'customer_type') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'customer_type') OPERATOR(pg_catalog.?) ("customers"."customer_type")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'status') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'status') OPERATOR(pg_catalog.?) ("customers"."status")::text)))
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_granted"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_granted"(name) FROM PUBLIC;
@@ -43,7 +45,8 @@ SET search_path = pg_catalog, pg_temp
 AS $pgw$
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
-  WHERE p = "pgwarden"."caller"() AND ("customers"."owner" = (SELECT "pgwarden"."person_name"(p)))
+  WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
+    AND ("customers"."owner" = (SELECT "pgwarden"."person_name"(p)))
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_own"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_own"(name) FROM PUBLIC;
@@ -56,7 +59,8 @@ SET search_path = pg_catalog, pg_temp
 AS $pgw$
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
-  WHERE p = "pgwarden"."caller"() AND (("customers"."owner" = (SELECT "pgwarden"."person_name"(p)))
+  WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
+    AND (("customers"."owner" = (SELECT "pgwarden"."person_name"(p)))
     OR ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"(p))::text[])))
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_own_subtree"(name) OWNER TO "pgwarden_owner";
@@ -70,7 +74,8 @@ SET search_path = pg_catalog, pg_temp
 AS $pgw$
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
-  WHERE p = "pgwarden"."caller"() AND ("customers"."in_pool" IS TRUE)
+  WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
+    AND ("customers"."in_pool" IS TRUE)
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_pool"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_pool"(name) FROM PUBLIC;
@@ -83,7 +88,8 @@ SET search_path = pg_catalog, pg_temp
 AS $pgw$
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
-  WHERE p = "pgwarden"."caller"() AND ("customers"."id" = ANY ((SELECT "pgwarden"."shared_keys"(p, 'customers'))::bigint[]))
+  WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
+    AND ("customers"."id" = ANY ((SELECT "pgwarden"."shared_keys"(p, 'customers'))::bigint[]))
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_shared"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_shared"(name) FROM PUBLIC;
@@ -96,7 +102,8 @@ SET search_path = pg_catalog, pg_temp
 AS $pgw$
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
-  WHERE p = "pgwarden"."caller"() AND ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"(p))::text[]))
+  WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
+    AND ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"(p))::text[]))
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_subtree"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_subtree"(name) FROM PUBLIC;
