@@ -160,6 +160,7 @@ describe('validateModel', () => {
       name: 'n',
       schemas: { protected: 'p', exposed: 'e' },
       jobs: { zed: { admin: true }, alpha: { description: 'a', privileged: true } },
+      approvals: { approvers: ['zed'] },
       masks: { short: { sql: " left(value, 2) || '***' " } },
       tables: {
         zoo: {
@@ -192,6 +193,7 @@ describe('validateModel', () => {
       ['alpha', false, true, 'a'],
       ['zed', true, false, null],
     ]);
+    expect(model.approvers).toEqual(['zed']);
     expect(model.masks.find((m) => m.name === 'short')).toEqual({
       name: 'short',
       sql: "left(value, 2) || '***'",

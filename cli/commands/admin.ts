@@ -170,6 +170,55 @@ export function register(program: Command): void {
     ok(`${name} deactivated`);
   });
   common(
+    person
+      .command('offboard <name>')
+      .description(
+        'offboard a leaver in one transaction: no login, the application can no longer act as them, their direct sessions end, their rows go to another person or the pool, and everything they hold ends',
+      )
+      .option('--handover <person>', 'who takes over their rows')
+      .option('--to-pool', 'put their rows back into the public pool instead'),
+  )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ pgwarden person offboard alice --handover bob\n  $ pgwarden person offboard alice --to-pool\n',
+    )
+    .action(async (name: string, o: Common & { handover?: string; toPool?: boolean }) => {
+      if ((o.handover === undefined) === (o.toPool !== true)) {
+        throw new PgwardenError(
+          'invalid_option',
+          'offboard needs exactly one of --handover <person> or --to-pool',
+          'Choose who takes over the rows, or put them back into the pool.',
+        );
+      }
+      const [r] = await run(
+        o,
+        (tx) =>
+          tx`SELECT pgwarden.offboard(${name}, ${o.handover ?? null}, ${o.toPool === true}) AS report`,
+      );
+      const report = r?.report as Record<string, unknown>;
+      if (report?.nothing_to_do) {
+        ok(`${name} is already offboarded; nothing left to do`);
+        return;
+      }
+      const moved =
+        Object.entries((report?.rows_moved ?? {}) as Record<string, number>)
+          .map(([t, n]) => `${n} ${t}`)
+          .join(', ') || 'no rows';
+      ok(
+        `${name} offboarded: ${moved} moved to ${String(report?.moved_to)}; ${String(report?.sessions_ended)} session(s) ended; ${String(report?.shares_ended)} share(s), ${String(report?.temporary_grants_ended)} temporary grant(s), ${String(report?.jobs_ended)} job(s), ${String(report?.management_ended)} management role(s) ended`,
+      );
+    });
+  common(
+    program
+      .command('whoami')
+      .description("the acting person's own entries: unit, jobs, management, shares, grants"),
+  )
+    .addHelpText('after', '\nExample:\n  $ pgwarden whoami --as alice\n')
+    .action(async (o: Common) => {
+      const [r] = await run(o, (tx) => tx`SELECT pgwarden.me() AS me`);
+      process.stdout.write(`${JSON.stringify(r?.me, null, 2)}\n`);
+    });
+  common(
     person.command('list').description('list people with their units and current jobs'),
   ).action(async (o: Common) => {
     const rows = await run(
@@ -191,11 +240,75 @@ export function register(program: Command): void {
   )
     .addHelpText('after', '\nExample:\n  $ pgwarden grant job bob sales_rep --until 30d\n')
     .action(async (p: string, job: string, o: Common & { until?: string }) => {
-      await run(
+      const [r] = await run(
         o,
-        (tx) => tx`SELECT pgwarden.grant_job(${p}, ${job}, ${until(o.until)}::timestamptz)`,
+        (tx) =>
+          tx`SELECT pgwarden.grant_job(${p}, ${job}, ${until(o.until)}::timestamptz) AS result`,
       );
-      ok(`${p} holds ${job}${o.until ? ` until ${until(o.until)}` : ''}`);
+      const result = r?.result as { granted?: number; requested?: number; approvers?: string[] };
+      if (result?.requested !== undefined) {
+        ok(
+          `${job} is privileged: request ${result.requested} for ${p} waits for approval by a holder of ${(result.approvers ?? []).join(' or ') || '(no approver job)'}` +
+            ` (pgwarden grant approve ${result.requested})`,
+        );
+      } else ok(`${p} holds ${job}${o.until ? ` until ${until(o.until)}` : ''}`);
+    });
+  common(
+    grant.command('requests').description('requests for privileged jobs that wait for approval'),
+  )
+    .option('--all', 'also decided requests')
+    .action(async (o: Common & { all?: boolean }) => {
+      const rows = await run(
+        o,
+        (
+          tx,
+        ) => tx`SELECT id, person, job, valid_until, requested_by, requested_at, status, decided_by, reason
+          FROM pgwarden.job_requests WHERE ${o.all === true} OR status = 'pending' ORDER BY id`,
+      );
+      process.stdout.write(table(rows));
+    });
+  common(
+    grant
+      .command('approve <id>')
+      .description('approve a request for a privileged job (never your own, never for yourself)'),
+  )
+    .addHelpText('after', '\nExample:\n  $ pgwarden grant approve 3 --as olga\n')
+    .action(async (id: string, o: Common) => {
+      const [r] = await run(o, (tx) => tx`SELECT pgwarden.approve_job_request(${id}::bigint) AS g`);
+      ok(`request ${id} approved; job grant ${String(r?.g)} is in force`);
+    });
+  common(
+    grant
+      .command('reject <id>')
+      .description('reject a request for a privileged job')
+      .requiredOption('--reason <text>', 'why'),
+  )
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgwarden grant reject 3 --reason "not in sales" --as olga\n',
+    )
+    .action(async (id: string, o: Common & { reason: string }) => {
+      await run(o, (tx) => tx`SELECT pgwarden.reject_job_request(${id}::bigint, ${o.reason})`);
+      ok(`request ${id} rejected`);
+    });
+  common(
+    grant
+      .command('sweep')
+      .description('remove ended and revoked grants, shares, jobs and management, and report them'),
+  )
+    .addHelpText('after', '\nExample:\n  $ pgwarden grant sweep\n')
+    .action(async (o: Common) => {
+      const [r] = await run(o, (tx) => tx`SELECT pgwarden.sweep() AS report`);
+      const report = (r?.report ?? {}) as Record<string, number>;
+      const total = Object.values(report).reduce((a, b) => a + b, 0);
+      ok(
+        total === 0
+          ? 'nothing has ended; nothing removed'
+          : `removed ${Object.entries(report)
+              .filter(([, n]) => n > 0)
+              .map(([k, n]) => `${n} ${k.replaceAll('_', ' ')}`)
+              .join(', ')}`,
+      );
     });
   common(grant.command('revoke-job <person> <job>').description('end a job grant now')).action(
     async (p: string, job: string, o: Common) => {
@@ -265,19 +378,87 @@ export function register(program: Command): void {
     },
   );
   common(
-    grant.command('list').description('jobs, management and temporary grants in force'),
-  ).action(async (o: Common) => {
+    grant
+      .command('list')
+      .description('jobs, management, temporary grants and shares in force')
+      .option('--expiring <within>', 'only what ends within this time, e.g. 7d or 12h'),
+  )
+    .addHelpText('after', '\nExample:\n  $ pgwarden grant list --expiring 7d\n')
+    .action(async (o: Common & { expiring?: string }) => {
+      const horizon = o.expiring === undefined ? null : until(o.expiring);
+      const rows = await run(
+        o,
+        (tx) => tx`SELECT * FROM (
+          SELECT 'job' AS kind, g.id, g.person, g.job AS what, g.valid_until FROM pgwarden.job_grants g WHERE pgwarden._active(g.valid_from, g.valid_until, g.revoked_at)
+          UNION ALL SELECT 'manages', m.id, m.person, m.unit, m.valid_until FROM pgwarden.unit_managers m WHERE pgwarden._active(m.valid_from, m.valid_until, m.revoked_at)
+          UNION ALL SELECT 'access', t.id, t.person, t.access || ' ' || t.table_name || ' ' || t.filter::text || COALESCE(' (' || t.label || ')', ''), t.valid_until FROM pgwarden.temp_grants t WHERE pgwarden._active(t.valid_from, t.valid_until, t.revoked_at)
+          UNION ALL SELECT 'share', s.id, s.person, s.table_name || ' ' || s.row_key, s.valid_until FROM pgwarden.shares s WHERE pgwarden._active(s.valid_from, s.valid_until, s.revoked_at)
+        ) x WHERE ${horizon}::timestamptz IS NULL OR (x.valid_until IS NOT NULL AND x.valid_until <= ${horizon}::timestamptz)
+        ORDER BY ${horizon}::timestamptz IS NULL, x.valid_until, 3, 1, 2`,
+      );
+      process.stdout.write(table(rows));
+    });
+
+  common(
+    program
+      .command('claim <table> <key>')
+      .description('claim a row of the public pool (you become its owner)'),
+  )
+    .addHelpText('after', '\nExample:\n  $ pgwarden claim customers 40 --as alice\n')
+    .action(async (t: string, key: string, o: Common) => {
+      const [r] = await run(o, (tx) => tx`SELECT pgwarden.claim(${t}, ${key}) AS left`);
+      ok(`claimed ${t} ${key}; ${String(r?.left)} claim(s) left today`);
+    });
+  common(
+    program
+      .command('release <table> <key>')
+      .description('release a row you own back to the public pool'),
+  )
+    .addHelpText('after', '\nExample:\n  $ pgwarden release customers 40 --as alice\n')
+    .action(async (t: string, key: string, o: Common) => {
+      await run(o, (tx) => tx`SELECT pgwarden.release(${t}, ${key})`);
+      ok(`released ${t} ${key} to the pool`);
+    });
+  const bin = program
+    .command('bin')
+    .description('the recycle bin: deleted rows, restorable for the retention period');
+  common(bin.command('list').description('rows in the recycle bin')).action(async (o: Common) => {
     const rows = await run(
       o,
-      (
-        tx,
-      ) => tx`SELECT 'job' AS kind, g.id, g.person, g.job AS what, g.valid_until FROM pgwarden.job_grants g WHERE pgwarden._active(g.valid_from, g.valid_until, g.revoked_at)
-        UNION ALL SELECT 'manages', m.id, m.person, m.unit, m.valid_until FROM pgwarden.unit_managers m WHERE pgwarden._active(m.valid_from, m.valid_until, m.revoked_at)
-        UNION ALL SELECT 'access', t.id, t.person, t.access || ' ' || t.table_name || ' ' || t.filter::text || COALESCE(' (' || t.label || ')', ''), t.valid_until FROM pgwarden.temp_grants t WHERE pgwarden._active(t.valid_from, t.valid_until, t.revoked_at)
-        ORDER BY 3, 1, 2`,
+      (tx) => tx`SELECT id, table_name, row_key, deleted_by, deleted_at, purge_after, restored_at,
+        (SELECT COALESCE(sum(jsonb_array_length(k -> 'rows')), 0)::int FROM jsonb_array_elements(children) k) AS child_rows
+        FROM pgwarden.recycle_bin ORDER BY id`,
     );
     process.stdout.write(table(rows));
   });
+  common(
+    bin
+      .command('purge')
+      .description('delete bin entries past their retention, and report them')
+      .option('--dry-run', 'only report what would be purged'),
+  )
+    .addHelpText('after', '\nExample:\n  $ pgwarden bin purge --dry-run\n')
+    .action(async (o: Common & { dryRun?: boolean }) => {
+      const rows = await run(
+        o,
+        (tx) => tx`SELECT * FROM pgwarden.purge_recycle_bin(${o.dryRun === true})`,
+      );
+      process.stdout.write(table(rows));
+      ok(
+        `${o.dryRun ? 'would purge' : 'purged'} ${rows.length} entr${rows.length === 1 ? 'y' : 'ies'}`,
+      );
+    });
+  common(
+    program
+      .command('restore <id>')
+      .description('restore a deleted row and its child rows from the recycle bin'),
+  )
+    .addHelpText('after', '\nExample:\n  $ pgwarden restore 12 --as carol\n')
+    .action(async (id: string, o: Common) => {
+      const [r] = await run(o, (tx) => tx`SELECT pgwarden.restore(${id}::bigint) AS report`);
+      const report = r?.report as { table: string; key: string; rows: number };
+      ok(`restored ${report.table} ${report.key} (${report.rows} row(s) with its children)`);
+    });
 
   const share = program
     .command('share')

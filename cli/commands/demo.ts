@@ -119,15 +119,53 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     });
     const touched = await as(
       'alice',
-      (tx) => tx`UPDATE crm_api.customers SET name = name WHERE owner = 'dave'`,
+      (tx) => tx`UPDATE crm_api.customers SET name = name WHERE owner = 'walt'`,
     );
     out(
-      `  ${c.green('✓')} alice updates dave's customers: ${touched.count} rows changed (she cannot see them)`,
+      `  ${c.green('✓')} alice updates walt's customers: ${touched.count} rows changed (she cannot see them)`,
     );
+    await attempt("bob renames customer 1 (alice's, shared with him)", async () => {
+      await as('bob', (tx) => tx`UPDATE crm_api.customers SET name = 'Mine' WHERE id = 1`);
+      return 'updated (unexpected)';
+    });
+    await attempt('alice changes the id_number of her own customer 1', async () => {
+      await as(
+        'alice',
+        (tx) => tx`UPDATE crm_api.customers SET id_number = '110101199001011234' WHERE id = 1`,
+      );
+      return 'updated (unexpected)';
+    });
     await attempt(`${appRole} itself (no person) reads customers`, async () => {
       const r = await app`SELECT count(*) FROM crm_api.customers`;
       return `${r.length} rows`;
     });
+
+    out();
+    out(c.bold('Allowed writes, checked column by column in the database:'));
+    const [edited] = await as(
+      'alice',
+      (tx) =>
+        tx`UPDATE crm_api.customers SET phone = '13912345678' WHERE id = 1 RETURNING phone, id_number`,
+    );
+    out(
+      `  ${c.green('✓')} alice edits the phone of her customer 1: now ${edited?.phone} (id_number still ${edited?.id_number})`,
+    );
+    const [pooled] = await db`SELECT id::int FROM crm.customers WHERE in_pool ORDER BY id LIMIT 1`;
+    const [claimed] = await as(
+      'bob',
+      (tx) => tx`SELECT pgwarden.claim('customers', ${String(pooled?.id)}) AS left`,
+    );
+    out(
+      `  ${c.green('✓')} bob claims pool customer ${pooled?.id}: it is his now; ${claimed?.left} claims left today`,
+    );
+    const deleted = await as('carol', (tx) => tx`DELETE FROM crm_api.customers WHERE id = 2`);
+    const [bin] =
+      await db`SELECT id::int, purge_after::date AS until FROM pgwarden.recycle_bin WHERE row_key = '2' ORDER BY id DESC LIMIT 1`;
+    out(
+      `  ${c.green('✓')} carol deletes customer 2: ${deleted.count} row moved to the recycle bin (entry ${bin?.id}, restorable until ${String(bin?.until instanceof Date ? bin.until.toISOString().slice(0, 10) : bin?.until)})`,
+    );
+    await as('carol', (tx) => tx`SELECT pgwarden.restore(${bin?.id as number})`);
+    out(`  ${c.green('✓')} carol restores it, with its contacts, deals and contracts`);
 
     out();
     out(c.bold('Access that changes as data, from the next statement:'));
@@ -153,8 +191,15 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     out(
       `  carol moves to manage sales_west: owners she sees ${carolBefore[0]?.owners} -> ${c.bold(String(carolAfter[0]?.owners))}`,
     );
-    await db`SELECT pgwarden.deactivate_person('pat')`;
-    await attempt('pat is deactivated; the application acts as pat', async () => {
+    const [off] = await db`SELECT pgwarden.offboard('pat', 'bob') AS report`;
+    const moved =
+      (off?.report as { rows_moved?: Record<string, number> } | undefined)?.rows_moved ?? {};
+    out(
+      `  pat leaves (offboard, handover to bob): ${Object.entries(moved)
+        .map(([k, n]) => `${n} ${k}`)
+        .join(', ')} now bob's; her jobs, shares and grants ended`,
+    );
+    await attempt('the application acts as pat after she left', async () => {
       const r = await as('pat', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`);
       return `${r[0]?.n} rows`;
     });

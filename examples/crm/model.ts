@@ -34,6 +34,7 @@ export default defineModel({
     crm_admin: { description: 'manages people and access; reads no customer data', admin: true },
     auditor: { description: 'reads audit data; no customer data', privileged: true },
   },
+  approvals: { approvers: ['compliance_officer'] },
   tables: {
     customers: table(customers, {
       key: 'id',
@@ -53,6 +54,8 @@ export default defineModel({
           commands: ['insert', 'update'],
           scopes: ['subtree'],
         },
+        // a manager's delete moves the customer (and its contacts, deals, contracts) to the bin
+        { jobs: ['sales_manager', 'sales_director'], commands: ['delete'], scopes: ['subtree'] },
         {
           jobs: ['support_agent'],
           commands: ['select'],
@@ -72,6 +75,20 @@ export default defineModel({
         },
         { jobs: ['*'], commands: ['select'], scopes: ['granted'] },
       ],
+      // who may change which column of an existing customer (everything else is read-only)
+      edits: {
+        name: ['own', 'subtree'],
+        status: ['own', 'subtree'],
+        phone: ['own', 'subtree'],
+        email: ['own', 'subtree'],
+        address: ['own', 'subtree'],
+        region: ['subtree'],
+        customer_type: ['subtree'],
+        id_number: ['subtree'],
+        owner: ['subtree'],
+      },
+      claims: { jobs: ['sales_rep'], perDay: 5 },
+      recycleBin: { retentionDays: 60 },
       cells: {
         phone: {
           pool: 'hidden',
@@ -124,6 +141,12 @@ export default defineModel({
           scopes: [{ parent: { column: 'customer_id', table: 'customers', via: ['subtree'] } }],
         },
       ],
+      edits: {
+        name: ['parent:own', 'parent:subtree'],
+        title: ['parent:own', 'parent:subtree'],
+        phone: ['parent:own', 'parent:subtree'],
+        email: ['parent:own', 'parent:subtree'],
+      },
       // contact details follow how the person relates to the contact's customer
       cells: {
         phone: {
@@ -161,6 +184,12 @@ export default defineModel({
           scopes: ['subtree'],
         },
       ],
+      edits: {
+        title: ['own', 'subtree'],
+        stage: ['own', 'subtree'],
+        amount: ['own', 'subtree'],
+        owner: ['subtree'],
+      },
       cells: {
         amount: { own: 'full', subtree: 'full', 'job:finance': 'full', default: 'hidden' },
       },
@@ -176,6 +205,8 @@ export default defineModel({
         },
         { jobs: ['finance'], commands: ['select', 'insert', 'update'], scopes: ['all'] },
       ],
+      // only finance edits contracts
+      edits: { amount: ['job:finance'], signed_on: ['job:finance'], terms: ['job:finance'] },
     }),
   },
 });

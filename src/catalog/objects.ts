@@ -46,8 +46,11 @@ export interface CatalogRowObject {
   /** primary-key column and value */
   keyColumn: string;
   key: string;
-  values: Readonly<Record<string, string | boolean | readonly string[] | null>>;
+  values: Readonly<Record<string, CatalogValue>>;
 }
+
+/** A value of a catalog row; `{ json }` is stored in a jsonb column. */
+export type CatalogValue = string | number | boolean | readonly string[] | { json: string } | null;
 
 export interface TableOwnerObject {
   kind: 'table_owner';
@@ -113,6 +116,19 @@ export interface GrantObject {
   grantee: string;
 }
 
+/** A row trigger; INSTEAD OF triggers make writes through a view go through checked functions. */
+export interface TriggerObject {
+  kind: 'trigger';
+  schema: string;
+  /** the table or view it is on */
+  table: string;
+  name: string;
+  timing: 'instead of' | 'before' | 'after';
+  level: 'row' | 'statement';
+  events: readonly ('insert' | 'update' | 'delete')[];
+  function: { schema: string; name: string };
+}
+
 /** Revoke what PUBLIC holds on an object (tables and functions of protected schemas). */
 export interface RevokePublicObject {
   kind: 'revoke_public';
@@ -130,6 +146,7 @@ export type CatalogObject =
   | FunctionObject
   | ViewObject
   | PolicyObject
+  | TriggerObject
   | GrantObject
   | RevokePublicObject;
 
@@ -148,6 +165,7 @@ export const KIND_RANK: { readonly [K in ObjectKind]: number } = {
   rls: 50,
   function: 60,
   view: 70,
+  trigger: 75,
   policy: 80,
   grant: 90,
 };
@@ -186,6 +204,8 @@ export function objectKey(o: CatalogObject): string {
       return `view:${o.schema}.${o.name}`;
     case 'policy':
       return `policy:${o.schema}.${o.table}:${o.name}`;
+    case 'trigger':
+      return `trigger:${o.schema}.${o.table}:${o.name}`;
     case 'grant':
       return `grant:${targetKey(o.target)}:${o.grantee}:${o.privileges.join(',')}`;
     case 'revoke_public':
@@ -203,6 +223,8 @@ export function dependsOn(o: CatalogObject): string[] {
         return [`function:${o.target.schema}.${o.target.name}(${o.target.args.join(',')})`];
       }
       return [];
+    case 'trigger':
+      return [`view:${o.schema}.${o.table}`];
     default:
       return [];
   }

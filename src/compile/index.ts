@@ -25,6 +25,7 @@ import {
   relationPredicate,
   scopePredicate,
 } from './predicates.js';
+import { childTables, writeObjects } from './writes.js';
 
 export interface CompileOptions {
   /** prepended to every role name pgwarden creates (tests use one per database) */
@@ -52,6 +53,7 @@ export function roleNames(model: Model, options: CompileOptions = {}): RoleNames
 
 /** Functions of sql/ that people (through the people role) may execute. */
 export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
+  { name: 'caller', args: [] },
   { name: 'person_name', args: ['name'] },
   { name: 'has_job', args: ['name', 'text'] },
   { name: 'my_units', args: ['name'] },
@@ -80,6 +82,38 @@ export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
   },
   { name: 'revoke_access', args: ['bigint'] },
   { name: 'set_access_until', args: ['bigint', 'timestamp with time zone'] },
+  { name: 'approve_job_request', args: ['bigint'] },
+  { name: 'reject_job_request', args: ['bigint', 'text'] },
+  { name: 'claim', args: ['text', 'text'] },
+  { name: 'release', args: ['text', 'text'] },
+  { name: 'restore', args: ['bigint'] },
+  { name: 'purge_recycle_bin', args: ['boolean'] },
+  { name: 'offboard', args: ['text', 'text', 'boolean'] },
+  { name: 'sweep', args: [] },
+  { name: 'me', args: [] },
+];
+
+/** Functions the view owner executes inside the write triggers (policy helpers, masks, the bin). */
+export const VIEW_OWNER_FUNCTIONS: readonly { name: string; args: string[] }[] = [
+  ...PEOPLE_FUNCTIONS.filter((f) =>
+    [
+      'caller',
+      'person_name',
+      'has_job',
+      'my_units',
+      'subtree_units',
+      'unit_people',
+      'subtree_people',
+      'shared_keys',
+      'grant_filters',
+      'mask_phone',
+      'mask_email',
+      'mask_id_number',
+    ].includes(f.name),
+  ),
+  { name: '_bin_put', args: ['text', 'text', 'text'] },
+  { name: '_write_skipped', args: ['text'] },
+  { name: '_write_done', args: [] },
 ];
 
 export function compile(model: Model, options: CompileOptions = {}): CatalogObject[] {
@@ -93,7 +127,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       kind: 'role',
       name: roles.catalogOwner,
       login: false,
-      inherit: false,
+      inherit: true,
       bypassrls: true,
       createrole: true,
       comment: 'pgwarden: owns the pgwarden catalog and its definer functions; nobody is a member',
@@ -171,7 +205,12 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       table: 'jobs',
       keyColumn: 'name',
       key: job.name,
-      values: { description: job.description, admin: job.admin, privileged: job.privileged },
+      values: {
+        description: job.description,
+        admin: job.admin,
+        privileged: job.privileged,
+        approver: model.approvers.includes(job.name),
+      },
     });
   }
 
@@ -182,7 +221,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     grant({ kind: 'schema', name: prot }, ['USAGE'], roles.viewOwner),
     grant({ kind: 'schema', name: prot }, ['USAGE'], roles.catalogOwner),
     grant({ kind: 'schema', name: exposed }, ['USAGE'], roles.people),
-    grant({ kind: 'schema', name: exposed }, ['CREATE'], roles.viewOwner),
+    grant({ kind: 'schema', name: exposed }, ['USAGE', 'CREATE'], roles.viewOwner),
   );
   for (const f of PEOPLE_FUNCTIONS) {
     out.push(
@@ -193,6 +232,23 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       ),
     );
   }
+  // the view owner runs the write triggers: it evaluates the same helpers, and files deletes
+  for (const f of VIEW_OWNER_FUNCTIONS) {
+    out.push(
+      grant(
+        { kind: 'function', schema: 'pgwarden', name: f.name, args: f.args },
+        ['EXECUTE'],
+        roles.viewOwner,
+      ),
+    );
+  }
+  // offboarding ends the person's direct sessions
+  out.push({
+    kind: 'membership',
+    role: 'pg_signal_backend',
+    member: roles.catalogOwner,
+    admin: false,
+  });
   for (const mask of model.masks) {
     if (mask.builtin) continue;
     const fn = maskFunction(mask.name, mask.sql as string, roles.catalogOwner);
@@ -202,6 +258,11 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
         { kind: 'function', schema: 'pgwarden', name: fn.name, args: ['text'] },
         ['EXECUTE'],
         roles.people,
+      ),
+      grant(
+        { kind: 'function', schema: 'pgwarden', name: fn.name, args: ['text'] },
+        ['EXECUTE'],
+        roles.viewOwner,
       ),
     );
   }
@@ -221,12 +282,23 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
           key_column: table.key,
           key_type: typeName(table.keyType).text,
           grantable: table.grantable,
+          owner_column: table.owner,
+          pool_column: table.pool,
+          claim_jobs: table.claims?.jobs ?? [],
+          claims_per_day: table.claims?.perDay ?? null,
+          retention_days: table.recycleBin?.retentionDays ?? null,
+          children: { json: JSON.stringify(table.recycleBin ? childTables(model, table) : []) },
         },
       },
       { kind: 'table_owner', schema: prot, table: table.table, owner: roles.tableOwner },
       { kind: 'revoke_public', target: { kind: 'table', schema: prot, name: table.table } },
       { kind: 'rls', schema: prot, table: table.table },
-      grant({ kind: 'table', schema: prot, name: table.table }, ['SELECT'], roles.catalogOwner),
+      // key helpers read; claims, offboarding, the recycle bin and restore write
+      grant(
+        { kind: 'table', schema: prot, name: table.table },
+        ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+        roles.catalogOwner,
+      ),
     );
     const commands = COMMANDS.filter((c) => table.rules.some((r) => r.commands.includes(c)));
     if (commands.length > 0) {
@@ -236,6 +308,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     }
     for (const c of commands) out.push(policy(model, table, c, roles));
     out.push(view(model, table, roles));
+    out.push(...writeObjects(model, table, roles));
     const parentUses = [
       ...table.rules
         .flatMap((r) => r.scopes)
@@ -259,6 +332,11 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
         { kind: 'function', schema: 'pgwarden', name: fn.name, args: ['name'] },
         ['EXECUTE'],
         roles.people,
+      ),
+      grant(
+        { kind: 'function', schema: 'pgwarden', name: fn.name, args: ['name'] },
+        ['EXECUTE'],
+        roles.viewOwner,
       ),
     );
   }
@@ -339,7 +417,7 @@ function view(model: Model, table: TableModel, roles: RoleNames): ViewObject {
   const query = sql`SELECT\n    ${join(columns, ',\n    ')}\n  FROM ${qualified(model.schemas.protected, table.table)}`;
   const defaults: Record<string, string> = {};
   if (table.owner && !table.cells.some((c) => c.column === table.owner)) {
-    defaults[table.owner] = sql`${qualified('pgwarden', 'person_name')}(current_user)`.text;
+    defaults[table.owner] = sql`${qualified('pgwarden', 'person_name')}(${CURRENT_USER})`.text;
   }
   return {
     kind: 'view',

@@ -1,5 +1,5 @@
 /**
- * Scope and relation predicates. One compiler serves policies (person = current_user), views
+ * Scope and relation predicates. One compiler serves policies (person = pgwarden.caller()), views
  * (the same) and the parent-key helpers (person = the helper's argument). Every helper call is
  * wrapped as (SELECT ...) so it runs once per statement, and membership tests are written
  * `col = ANY ((SELECT ...)::type[])` so the scope column's index can be used (without the cast,
@@ -12,13 +12,18 @@ import { typeName } from '../sql/render.js';
 export interface PredicateContext {
   model: Model;
   table: TableModel;
-  /** the expression naming the person, e.g. current_user */
+  /** the expression naming the person: pgwarden.caller() in policies, views and triggers */
   person: Sql;
   /** the access a temporary grant must give for `granted` (select for reads) */
   access: 'select' | 'insert' | 'update' | 'delete';
 }
 
-export const CURRENT_USER = unsafeRaw('current_user');
+/**
+ * The acting person's role: the role set by SET [LOCAL] ROLE, else the login role. Unlike
+ * current_user it stays the person inside pgwarden's SECURITY DEFINER write triggers, which
+ * write the base tables as the view owner (see docs/decisions.md).
+ */
+export const CURRENT_USER = unsafeRaw('"pgwarden"."caller"()');
 export const TRUE = unsafeRaw('true');
 export const FALSE = unsafeRaw('false');
 

@@ -29,7 +29,11 @@ const FILES: readonly { name: string; kinds: readonly ObjectKind[]; title: strin
     title: 'table ownership, PUBLIC revokes, row level security',
   },
   { name: '05_functions.sql', kinds: ['function'], title: 'generated functions' },
-  { name: '06_views.sql', kinds: ['view'], title: 'masking views' },
+  {
+    name: '06_views.sql',
+    kinds: ['view', 'trigger'],
+    title: 'masking views and their write triggers',
+  },
   { name: '07_policies.sql', kinds: ['policy'], title: 'row policies' },
   { name: '08_grants.sql', kinds: ['grant'], title: 'grants' },
 ];

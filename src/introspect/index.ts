@@ -8,6 +8,7 @@ import { objectKey } from '../catalog/objects.js';
 import { serverFormExpr } from '../catalog/registry.js';
 import { join, literal, type Sql, sql, textArray, unsafeRaw } from '../sql/fragment.js';
 import { quoteIdent } from '../sql/quote.js';
+import { catalogValue } from '../sql/render.js';
 
 export interface RegistryEntry {
   key: string;
@@ -92,17 +93,9 @@ export function presenceCheck(
       return unsafeRaw(catalogInstalled ? 'true' : 'false');
     case 'catalog_row': {
       if (!catalogInstalled) return unsafeRaw('false');
-      const conds = Object.entries(o.values).map(([c, v]) => {
-        const val =
-          v === null
-            ? unsafeRaw('NULL')
-            : typeof v === 'boolean'
-              ? unsafeRaw(String(v))
-              : typeof v === 'string'
-                ? literal(v)
-                : textArray(v);
-        return sql`x.${unsafeRaw(quoteIdent(c))} IS NOT DISTINCT FROM ${val}`;
-      });
+      const conds = Object.entries(o.values).map(
+        ([c, v]) => sql`x.${unsafeRaw(quoteIdent(c))} IS NOT DISTINCT FROM ${catalogValue(v)}`,
+      );
       return sql`EXISTS (SELECT FROM pgwarden.${unsafeRaw(quoteIdent(o.table))} x WHERE x.${unsafeRaw(quoteIdent(o.keyColumn))} = ${literal(o.key)}${conds.length ? sql` AND ${join(conds, ' AND ')}` : unsafeRaw('')})`;
     }
     case 'table_owner':
@@ -127,6 +120,12 @@ export function presenceCheck(
         WHERE n.nspname = ${literal(o.schema)} AND c.relname = ${literal(o.table)} AND p.polname = ${literal(o.name)})`;
       return catalogInstalled ? sql`(${exists} AND ${sameServerForm(o)})` : exists;
     }
+    case 'trigger':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ${literal(o.schema)} AND c.relname = ${literal(o.table)} AND tg.tgname = ${literal(o.name)}
+          AND tg.tgfoid = pg_catalog.to_regprocedure(${literal(`${quoteIdent(o.function.schema)}.${quoteIdent(o.function.name)}()`)})
+          AND tg.tgenabled <> 'D')`;
     case 'grant': {
       const t = targetAcl(o.target);
       return sql`EXISTS (SELECT FROM ${t.from} AND ${aclHas(t.acl, o.grantee, o.privileges)})`;

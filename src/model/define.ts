@@ -63,6 +63,18 @@ export function table<T extends PgTable>(t: T, spec: TableSpecInput<ColumnNames<
     }
     out.cells = cells;
   }
+  if (spec.edits !== undefined) {
+    const edits: Record<string, readonly string[]> = {};
+    for (const [k, who] of Object.entries(spec.edits) as [
+      string,
+      readonly string[] | undefined,
+    ][]) {
+      if (who !== undefined) edits[sqlName(k)] = who;
+    }
+    out.edits = edits;
+  }
+  if (spec.claims !== undefined) out.claims = spec.claims;
+  if (spec.recycleBin !== undefined) out.recycleBin = spec.recycleBin;
   return out;
 }
 

@@ -80,6 +80,17 @@ export interface TableSpecInput<C extends string = string> {
   rules: readonly RuleInput<C>[];
   /** column levels; columns not listed are shown in full to everyone who sees the row */
   cells?: Partial<Record<C, CellInput>>;
+  /**
+   * Who may change which column, by their relation to the row (the same keys as cells:
+   * own, unit, subtree, shared, pool, granted, parent:<relation>, job:<name>, job:*). When given,
+   * every column not listed is read-only for everyone, and writes through the view go through
+   * generated INSTEAD OF triggers that check each changed column and say which rule refused.
+   */
+  edits?: Partial<Record<C, readonly string[]>>;
+  /** the public pool: who may claim a pool row (becoming its owner), and how many per day */
+  claims?: { jobs: readonly string[]; perDay: number };
+  /** a delete through the view moves the row (and its child rows) to the recycle bin */
+  recycleBin?: { retentionDays: number };
 }
 
 /** A table as given in YAML / JSON or as resolved from drizzle. */
@@ -116,6 +127,8 @@ export interface ModelInput {
     people?: string;
   };
   jobs: readonly string[] | Readonly<Record<string, JobInput>>;
+  /** jobs whose holders approve grants of privileged jobs (never their own request, never for themselves) */
+  approvals?: { approvers: readonly string[] };
   masks?: Readonly<Record<string, MaskInput>>;
   tables: Readonly<Record<string, TableInput>>;
 }
@@ -171,6 +184,16 @@ export interface TableModel {
   grantable: readonly string[];
   rules: readonly Rule[];
   cells: readonly Cell[];
+  /** null: no column rules (the view is auto-updatable under the row rules) */
+  edits: readonly EditRule[] | null;
+  claims: { jobs: readonly string[]; perDay: number } | null;
+  recycleBin: { retentionDays: number } | null;
+}
+
+/** A column that may be changed by people related to the row in one of these ways. */
+export interface EditRule {
+  column: string;
+  who: readonly CellWhen[];
 }
 
 export interface Job {
@@ -192,6 +215,8 @@ export interface Model {
   schemas: { protected: string; exposed: string };
   roles: { authenticator: string; tableOwner: string; viewOwner: string; people: string };
   jobs: readonly Job[];
+  /** jobs that approve grants of privileged jobs */
+  approvers: readonly string[];
   masks: readonly Mask[];
   tables: readonly TableModel[];
 }

@@ -17,9 +17,11 @@ import {
   BUILTIN_MASKS,
   type Cell,
   type CellCase,
+  type CellWhen,
   COMMANDS,
   type Column,
   type Command,
+  type EditRule,
   type Job,
   type Level,
   type Mask,
@@ -349,7 +351,7 @@ export async function validateModel(
     v.structure([], 'an object with schemas, jobs and tables', input);
     return { model: null, problems: v.problems };
   }
-  v.fields(input, ['name', 'schemas', 'roles', 'jobs', 'masks', 'tables'], []);
+  v.fields(input, ['name', 'schemas', 'roles', 'jobs', 'approvals', 'masks', 'tables'], []);
 
   // ------------------------------------------------------------ name
   let name = 'model';
@@ -565,7 +567,21 @@ export async function validateModel(
     }
     v.fields(
       t,
-      ['name', 'columns', 'keyType', 'key', 'owner', 'unit', 'pool', 'grantable', 'rules', 'cells'],
+      [
+        'name',
+        'columns',
+        'keyType',
+        'key',
+        'owner',
+        'unit',
+        'pool',
+        'grantable',
+        'rules',
+        'cells',
+        'edits',
+        'claims',
+        'recycleBin',
+      ],
       path,
     );
     v.simpleName(key, 'Table model name (also the view name)', path);
@@ -951,6 +967,64 @@ export async function validateModel(
       rules.push(rule);
     }
 
+    /** A relation key of cells and edits: own, unit, ..., parent:<relation>, job:<name>. */
+    const parseWhen = (rel: string, ep: ProblemPath, where: string): CellWhen | null => {
+      if ((ROW_RELATIONS as readonly string[]).includes(rel)) {
+        needs(info, rel as RowRelation, ep, where);
+        return { kind: 'relation', relation: rel as RowRelation };
+      }
+      if (rel.startsWith('parent:')) {
+        const prel = rel.slice(7);
+        const parents = [
+          ...new Map(
+            rules
+              .flatMap((r) => r.scopes)
+              .filter((sc): sc is Extract<Scope, { kind: 'parent' }> => sc.kind === 'parent')
+              .map((sc) => [`${sc.column}\u0000${sc.table}`, sc] as const),
+          ).values(),
+        ];
+        const par =
+          parents.length === 1 ? (parents[0] as Extract<Scope, { kind: 'parent' }>) : null;
+        const parentInfo = par ? infos.get(par.table) : undefined;
+        if (!(ROW_RELATIONS as readonly string[]).includes(prel)) {
+          v.add(
+            'unknown_relation',
+            ep,
+            `Key ${JSON.stringify(rel)} names no relation.${suggest(prel, ROW_RELATIONS)}`,
+            `Use parent:<relation> with one of ${list(ROW_RELATIONS)}.`,
+          );
+          return null;
+        }
+        if (!par || !parentInfo) {
+          v.add(
+            'missing_column_for_scope',
+            ep,
+            `Key ${JSON.stringify(rel)} needs exactly one parent (column and table) among the parent scopes of table ${JSON.stringify(key)}; it has ${parents.length}.`,
+            'Add a rule with a parent scope (e.g. { parent: { column: customer_id, table: customers } }), or use a relation of this table.',
+          );
+          return null;
+        }
+        needs(parentInfo, prel as RowRelation, ep, where);
+        return {
+          kind: 'parent',
+          column: par.column,
+          table: par.table,
+          relation: prel as RowRelation,
+        };
+      }
+      if (rel.startsWith('job:')) {
+        const job = rel.slice(4);
+        return knownJob(job, ep) ? { kind: 'job', job } : null;
+      }
+      v.add(
+        'unknown_relation',
+        ep,
+        `Key ${JSON.stringify(rel)} is not a relation.${suggest(rel, [...ROW_RELATIONS, 'default'])}`,
+        `Use one of ${list(ROW_RELATIONS)}, "parent:<relation>", "job:<job name>"${where.startsWith('Cell') ? ' or "default"' : ''}.`,
+      );
+      return null;
+    };
+
     // cells
     const cells: Cell[] = [];
     if (t.cells !== undefined && t.cells !== null) {
@@ -1001,67 +1075,9 @@ export async function validateModel(
               otherwise = level;
               continue;
             }
-            if ((ROW_RELATIONS as readonly string[]).includes(rel)) {
-              needs(info, rel as RowRelation, ep, `Cell ${JSON.stringify(column)}`);
-              if (level)
-                cases.push({ when: { kind: 'relation', relation: rel as RowRelation }, level });
-            } else if (rel.startsWith('parent:')) {
-              const prel = rel.slice(7);
-              const parents = [
-                ...new Map(
-                  rules
-                    .flatMap((r) => r.scopes)
-                    .filter((sc): sc is Extract<Scope, { kind: 'parent' }> => sc.kind === 'parent')
-                    .map((sc) => [`${sc.column}\u0000${sc.table}`, sc] as const),
-                ).values(),
-              ];
-              const parentInfo =
-                parents.length === 1
-                  ? infos.get((parents[0] as { table: string }).table)
-                  : undefined;
-              if (!(ROW_RELATIONS as readonly string[]).includes(prel)) {
-                v.add(
-                  'unknown_relation',
-                  ep,
-                  `Cell key ${JSON.stringify(rel)} names no relation.${suggest(prel, ROW_RELATIONS)}`,
-                  `Use parent:<relation> with one of ${list(ROW_RELATIONS)}.`,
-                );
-                good = false;
-              } else if (parents.length !== 1 || !parentInfo) {
-                v.add(
-                  'missing_column_for_scope',
-                  ep,
-                  `Cell key ${JSON.stringify(rel)} needs exactly one parent (column and table) among the parent scopes of table ${JSON.stringify(key)}; it has ${parents.length}.`,
-                  'Add a rule with a parent scope (e.g. { parent: { column: customer_id, table: customers } }), or use a relation of this table.',
-                );
-                good = false;
-              } else {
-                const par = parents[0] as Extract<Scope, { kind: 'parent' }>;
-                needs(parentInfo, prel as RowRelation, ep, `Cell ${JSON.stringify(column)}`);
-                if (level)
-                  cases.push({
-                    when: {
-                      kind: 'parent',
-                      column: par.column,
-                      table: par.table,
-                      relation: prel as RowRelation,
-                    },
-                    level,
-                  });
-              }
-            } else if (rel.startsWith('job:')) {
-              const job = rel.slice(4);
-              if (!knownJob(job, ep)) good = false;
-              else if (level) cases.push({ when: { kind: 'job', job }, level });
-            } else {
-              v.add(
-                'unknown_relation',
-                ep,
-                `Cell key ${JSON.stringify(rel)} is not a relation.${suggest(rel, [...ROW_RELATIONS, 'default'])}`,
-                `Use one of ${list(ROW_RELATIONS)}, "parent:<relation>", "job:<job name>" or "default".`,
-              );
-              good = false;
-            }
+            const when = parseWhen(rel, ep, `Cell ${JSON.stringify(column)}`);
+            if (!when) good = false;
+            else if (level) cases.push({ when, level });
           }
           const finalOtherwise: Level = otherwise ?? { kind: 'hidden' };
           const levels = [...cases.map((c) => c.level), finalOtherwise];
@@ -1082,6 +1098,111 @@ export async function validateModel(
           }
           if (good) cells.push({ column, cases, otherwise: finalOtherwise });
         }
+    }
+
+    // edits: who may change which column
+    let edits: EditRule[] | null = null;
+    if (t.edits !== undefined && t.edits !== null) {
+      if (!isRecord(t.edits))
+        v.structure([...path, 'edits'], 'an object of column -> list of relations', t.edits);
+      else {
+        edits = [];
+        for (const [column, who] of Object.entries(t.edits)) {
+          const ep: PathSegment[] = [...path, 'edits', column];
+          const colOk = checkCol(column, ep, 'an edit right');
+          if (!Array.isArray(who) || who.some((w) => typeof w !== 'string')) {
+            v.structure(ep, 'a list of relations (own, subtree, parent:own, job:<name>, ...)', who);
+            continue;
+          }
+          if (column === info.keyColumn) {
+            v.add(
+              'conflicting_rule',
+              ep,
+              `Column ${JSON.stringify(column)} is the primary key of table ${JSON.stringify(key)}; it cannot be edited (shares and children refer to it).`,
+              'Remove it from edits.',
+            );
+            continue;
+          }
+          const whens: CellWhen[] = [];
+          let good = colOk;
+          for (const [wi, w] of (who as string[]).entries()) {
+            const when = parseWhen(w, [...ep, wi], `Edit right for ${JSON.stringify(column)}`);
+            if (!when) good = false;
+            else whens.push(when);
+          }
+          if (good) edits.push({ column, who: whens });
+        }
+      }
+      if (!rules.some((r) => r.commands.includes('update') || r.commands.includes('insert'))) {
+        v.add(
+          'conflicting_rule',
+          [...path, 'edits'],
+          `Table ${JSON.stringify(key)} has edit rights but no insert or update rule, so nobody could use them.`,
+          'Add a rule with commands [insert, update], or remove edits.',
+        );
+      }
+    }
+
+    // claims: the public pool
+    let claims: { jobs: string[]; perDay: number } | null = null;
+    if (t.claims !== undefined && t.claims !== null) {
+      const cp: PathSegment[] = [...path, 'claims'];
+      if (!isRecord(t.claims)) v.structure(cp, 'an object { jobs, perDay }', t.claims);
+      else {
+        v.fields(t.claims, ['jobs', 'perDay'], cp);
+        const jobsOk = Array.isArray(t.claims.jobs) && t.claims.jobs.length > 0;
+        if (!jobsOk) v.structure([...cp, 'jobs'], 'a non-empty list of job names', t.claims.jobs);
+        const perDay = t.claims.perDay;
+        if (typeof perDay !== 'number' || !Number.isInteger(perDay) || perDay < 1) {
+          v.structure(
+            [...cp, 'perDay'],
+            'a whole number of claims per person per day (at least 1)',
+            perDay,
+          );
+        }
+        if (!info.owner || !info.pool) {
+          v.add(
+            'missing_column_for_scope',
+            cp,
+            `Claims on table ${JSON.stringify(key)} need an owner column and a pool column.`,
+            'Set owner and pool on the table.',
+          );
+        }
+        const jobs = jobsOk
+          ? (t.claims.jobs as unknown[]).filter((j, ji): j is string =>
+              knownJob(j, [...cp, 'jobs', ji]),
+            )
+          : [];
+        if (
+          jobsOk &&
+          jobs.length === (t.claims.jobs as unknown[]).length &&
+          typeof perDay === 'number'
+        ) {
+          claims = { jobs: [...jobs].sort(cmp), perDay };
+        }
+      }
+    }
+
+    // recycle bin
+    let recycleBin: { retentionDays: number } | null = null;
+    if (t.recycleBin !== undefined && t.recycleBin !== null) {
+      const bp: PathSegment[] = [...path, 'recycleBin'];
+      if (!isRecord(t.recycleBin)) v.structure(bp, 'an object { retentionDays }', t.recycleBin);
+      else {
+        v.fields(t.recycleBin, ['retentionDays'], bp);
+        const d = t.recycleBin.retentionDays;
+        if (typeof d !== 'number' || !Number.isInteger(d) || d < 1) {
+          v.structure([...bp, 'retentionDays'], 'a whole number of days (at least 1)', d);
+        } else recycleBin = { retentionDays: d };
+        if (!rules.some((r) => r.commands.includes('delete'))) {
+          v.add(
+            'conflicting_rule',
+            bp,
+            `Table ${JSON.stringify(key)} has a recycle bin but no delete rule, so nothing could go into it.`,
+            'Add a rule with commands [delete] for the jobs that may delete, or remove recycleBin.',
+          );
+        }
+      }
     }
 
     let keyType = 'bigint';
@@ -1111,6 +1232,9 @@ export async function validateModel(
       grantable: info.grantable,
       rules,
       cells,
+      edits,
+      claims,
+      recycleBin,
     });
   }
 
@@ -1145,12 +1269,46 @@ export async function validateModel(
     for (const k of [...out.keys()].sort(cmp)) if (!state.has(k)) visit(k);
   }
 
+  // ------------------------------------------------------------ approvals
+  const approvers: string[] = [];
+  if (input.approvals !== undefined && input.approvals !== null) {
+    const ap: PathSegment[] = ['approvals'];
+    if (!isRecord(input.approvals))
+      v.structure(ap, 'an object { approvers: [job, ...] }', input.approvals);
+    else {
+      v.fields(input.approvals, ['approvers'], ap);
+      const given = input.approvals.approvers;
+      if (!Array.isArray(given) || given.length === 0)
+        v.structure([...ap, 'approvers'], 'a non-empty list of job names', given);
+      else
+        for (const [i, j] of given.entries()) {
+          if (typeof j !== 'string' || j === ANY_JOB || !jobNames.has(j)) {
+            v.add(
+              'unknown_job',
+              [...ap, 'approvers', i],
+              `Approver job ${JSON.stringify(j)} is not defined in jobs.${typeof j === 'string' ? suggest(j, jobNames) : ''}`,
+              'Name a job defined under jobs.',
+            );
+          } else approvers.push(j);
+        }
+    }
+  }
+  if (approvers.length === 0 && jobs.some((j) => j.privileged)) {
+    v.add(
+      'conflicting_rule',
+      ['jobs'],
+      `Jobs ${list(jobs.filter((j) => j.privileged).map((j) => j.name))} are privileged, but no approvals.approvers are set, so nobody could ever grant them.`,
+      'Add approvals: { approvers: [<job>] }, or mark the jobs not privileged.',
+    );
+  }
+
   if (v.problems.length > 0) return { model: null, problems: v.problems };
   const model: Model = {
     name,
     schemas: { protected: prot, exposed },
     roles,
     jobs: jobs.sort((a, b) => cmp(a.name, b.name)),
+    approvers: [...new Set(approvers)].sort(cmp),
     masks: masks.sort((a, b) => cmp(a.name, b.name)),
     tables: tables.sort((a, b) => cmp(a.name, b.name)),
   };

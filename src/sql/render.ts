@@ -2,10 +2,17 @@
  * One renderer per catalog object kind. The registry's type forces every kind to be handled.
  * Renderers only build text; they never touch a database.
  */
-import type { CatalogObject, GrantTarget, ObjectKind, ObjectOf } from '../catalog/objects.js';
+import type {
+  CatalogObject,
+  CatalogValue,
+  GrantTarget,
+  ObjectKind,
+  ObjectOf,
+} from '../catalog/objects.js';
 import {
   dollar,
   ident,
+  int,
   join,
   literal,
   qualified,
@@ -73,11 +80,17 @@ const COMMAND_SQL = {
 } as const;
 const VOLATILITY = { immutable: 'IMMUTABLE', stable: 'STABLE', volatile: 'VOLATILE' } as const;
 
-function catalogValue(v: string | boolean | readonly string[] | null): Sql {
+export function catalogValue(v: CatalogValue): Sql {
   if (v === null) return unsafeRaw('NULL');
   if (typeof v === 'boolean') return unsafeRaw(v ? 'true' : 'false');
+  if (typeof v === 'number') return int(v);
   if (typeof v === 'string') return literal(v);
+  if (isJson(v)) return sql`${literal(v.json)}::jsonb`;
   return textArray(v);
+}
+
+function isJson(v: CatalogValue): v is { json: string } {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && 'json' in v;
 }
 
 export const renderers: { readonly [K in ObjectKind]: Renderer<K> } = {
@@ -269,6 +282,22 @@ AS ${dollar(unsafeRaw(o.body))}`,
     drop: (o) => [sql`DROP POLICY IF EXISTS ${ident(o.name)} ON ${qualified(o.schema, o.table)}`],
     describe: (o) => `policy "${o.name}" on "${o.schema}"."${o.table}" for ${o.command}`,
     effect: { create: 'widens', drop: 'narrows' },
+  },
+  trigger: {
+    create: (o) => {
+      const on = qualified(o.schema, o.table);
+      const events = unsafeRaw(o.events.map((e) => e.toUpperCase()).join(' OR '));
+      const timing = unsafeRaw(o.timing.toUpperCase());
+      return [
+        sql`DROP TRIGGER IF EXISTS ${ident(o.name)} ON ${on}`,
+        sql`CREATE TRIGGER ${ident(o.name)} ${timing} ${events} ON ${on}
+  FOR EACH ${unsafeRaw(o.level === 'row' ? 'ROW' : 'STATEMENT')} EXECUTE FUNCTION ${qualified(o.function.schema, o.function.name)}()`,
+      ];
+    },
+    drop: (o) => [sql`DROP TRIGGER IF EXISTS ${ident(o.name)} ON ${qualified(o.schema, o.table)}`],
+    describe: (o) =>
+      `trigger "${o.name}" (${o.timing} ${o.events.join(', ')}) on "${o.schema}"."${o.table}"`,
+    effect: { create: 'narrows', drop: 'widens' },
   },
   grant: {
     create: (o) => [
