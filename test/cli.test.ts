@@ -315,6 +315,17 @@ describe('help', () => {
       ['person', 'add'],
       ['grant', 'access'],
       ['share', 'add'],
+      ['person', 'offboard'],
+      ['person', 'move'],
+      ['claim'],
+      ['release'],
+      ['restore'],
+      ['bin', 'purge'],
+      ['whoami'],
+      ['grant', 'approve'],
+      ['grant', 'reject'],
+      ['grant', 'sweep'],
+      ['grant', 'list'],
     ]) {
       const r = await cli([...cmd, '--help']);
       expect(r.code, cmd.join(' ')).toBe(0);
@@ -344,6 +355,94 @@ describe('demo --url', () => {
       expect(r.stdout).not.toContain('unexpected');
       const [n] = await d.sql`SELECT count(*)::int AS n FROM crm.customers`;
       expect(n?.n).toBeGreaterThanOrEqual(40);
+    } finally {
+      await d.cleanup();
+    }
+  });
+});
+
+describe('writes and lifecycle from the command line', () => {
+  it('claim, release, delete + restore, approvals, sweep, whoami and offboard', async () => {
+    const d = await createTestDatabase();
+    try {
+      const { setupCrm } = await import('../examples/crm/setup.js');
+      await setupCrm(d.sql, { rolePrefix: d.prefix });
+      const u = ['--url', d.url];
+      const as = (p: string) => ['--as', `${d.prefix}${p}`];
+      const [pool] =
+        await d.sql`SELECT id::int FROM crm.customers WHERE in_pool ORDER BY id LIMIT 1`;
+      const claim = await cli(['claim', 'customers', String(pool?.id), ...u, ...as('alice')]);
+      expect(claim.stdout, claim.stderr).toContain(
+        `claimed customers ${pool?.id}; 4 claim(s) left today`,
+      );
+      const refused = await cli(['claim', 'customers', String(pool?.id), ...u, ...as('carol')]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('carol may not claim customers');
+      expect(
+        (await cli(['release', 'customers', String(pool?.id), ...u, ...as('alice')])).stdout,
+      ).toContain('released');
+
+      await d.sql.begin(async (tx) => {
+        await tx`SELECT set_config('role', ${`${d.prefix}carol`}, true)`;
+        await tx`DELETE FROM crm_api.customers WHERE id = 3`;
+      });
+      const bin = await cli(['bin', 'list', ...u]);
+      expect(bin.stdout).toMatch(/customers\s+3\s+carol/);
+      const [b] = await d.sql`SELECT id::int FROM pgwarden.recycle_bin WHERE row_key = '3'`;
+      const restored = await cli(['restore', String(b?.id), ...u, ...as('carol')]);
+      expect(restored.stdout, restored.stderr).toMatch(
+        /restored customers 3 \(\d+ row\(s\) with its children\)/,
+      );
+      expect((await cli(['bin', 'purge', '--dry-run', ...u])).stdout).toContain(
+        'would purge 0 entries',
+      );
+
+      const req = await cli(['grant', 'job', 'bob', 'sales_director', ...u, ...as('adam')]);
+      expect(req.stdout, req.stderr).toMatch(
+        /sales_director is privileged: request (\d+) for bob waits for approval by a holder of compliance_officer/,
+      );
+      const id = /request (\d+)/.exec(req.stdout)?.[1] as string;
+      expect((await cli(['grant', 'requests', ...u])).stdout).toMatch(
+        new RegExp(`${id}\\s+bob\\s+sales_director`),
+      );
+      const self = await cli(['grant', 'approve', id, ...u, ...as('adam')]);
+      expect(self.stderr).toContain('adam may not approve job requests');
+      expect((await cli(['grant', 'approve', id, ...u, ...as('olga')])).stdout).toContain(
+        `request ${id} approved`,
+      );
+
+      const expiring = await cli(['grant', 'list', '--expiring', '10d', ...u]);
+      expect(expiring.stdout).toMatch(/share\s+\d+\s+alice\s+customers 19/);
+      expect(expiring.stdout).not.toContain('double11'); // 30 days away
+      await d.sql`UPDATE pgwarden.shares SET valid_from = now() - interval '2 days', valid_until = now() - interval '1 day' WHERE person = 'alice'`;
+      expect((await cli(['grant', 'sweep', ...u, ...as('adam')])).stdout).toContain(
+        'removed 1 shares',
+      );
+      expect((await cli(['grant', 'sweep', ...u])).stdout).toContain('nothing has ended');
+
+      const me = JSON.parse((await cli(['whoami', ...u, ...as('tom')])).stdout) as {
+        person: string;
+        temporary_grants: { label: string }[];
+      };
+      expect(me.person).toBe('tom');
+      expect(me.temporary_grants[0]?.label).toBe('double11');
+
+      const bad = await cli(['person', 'offboard', 'alice', ...u]);
+      expect(bad.stderr).toContain('exactly one of --handover <person> or --to-pool');
+      const off = await cli([
+        'person',
+        'offboard',
+        'alice',
+        '--handover',
+        'bob',
+        ...u,
+        ...as('adam'),
+      ]);
+      expect(off.stdout, off.stderr).toMatch(/alice offboarded: .*\d+ customers.* moved to bob/);
+      expect(
+        (await cli(['person', 'offboard', 'alice', '--handover', 'bob', ...u, ...as('adam')]))
+          .stdout,
+      ).toContain('already offboarded; nothing left to do');
     } finally {
       await d.cleanup();
     }
