@@ -9,6 +9,8 @@
 
 ALTER TABLE pgwarden.jobs ADD COLUMN approver boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN pgwarden.jobs.approver IS 'Holders approve requests for privileged jobs (model: approvals.approvers).';
+ALTER TABLE pgwarden.jobs ADD COLUMN audit_reader boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN pgwarden.jobs.audit_reader IS 'Holders read the audit log (model: audit.readers).';
 
 ALTER TABLE pgwarden.tables
   ADD COLUMN owner_column text,
@@ -523,6 +525,16 @@ BEGIN
   GET DIAGNOSTICS n = ROW_COUNT; report := report || pg_catalog.jsonb_build_object('jobs', n);
   RETURN report;
 END
+$$;
+
+-- Whether the caller may read the audit log (a job marked audit reader in the model).
+CREATE FUNCTION pgwarden.is_audit_reader(p name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (SELECT FROM pgwarden.job_grants g JOIN pgwarden.jobs j ON j.name = g.job
+                 WHERE g.person = pgwarden._self(p) AND j.audit_reader
+                   AND pgwarden._active(g.valid_from, g.valid_until, g.revoked_at))
 $$;
 
 -- A person's own entries, and nobody else's.

@@ -35,6 +35,7 @@ export default defineModel({
     auditor: { description: 'reads audit data; no customer data', privileged: true },
   },
   approvals: { approvers: ['compliance_officer'] },
+  audit: { readers: ['auditor'] },
   tables: {
     customers: table(customers, {
       key: 'id',

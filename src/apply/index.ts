@@ -50,6 +50,8 @@ export async function apply(
     return await db.begin(async (tx) => {
       await tx.unsafe(`SET LOCAL lock_timeout = ${quoteTimeout(options.lockTimeout ?? '10s')}`);
       await tx.unsafe('SET LOCAL search_path = pg_catalog, pg_temp');
+      // function bodies may name objects whose grants come later in the plan (as pg_dump does)
+      await tx.unsafe('SET LOCAL check_function_bodies = off');
       await tx.unsafe(`SELECT pg_catalog.pg_advisory_xact_lock(${APPLY_LOCK_KEY})`);
       await preflight(tx, desired);
       const live = await introspect(tx, desired);

@@ -125,8 +125,14 @@ export interface TriggerObject {
   name: string;
   timing: 'instead of' | 'before' | 'after';
   level: 'row' | 'statement';
-  events: readonly ('insert' | 'update' | 'delete')[];
+  events: readonly ('insert' | 'update' | 'delete' | 'truncate')[];
   function: { schema: string; name: string };
+  /** string arguments (TG_ARGV) */
+  args?: readonly string[];
+  /** transition table names (statement-level AFTER triggers) */
+  transition?: { old?: string; new?: string };
+  /** ENABLE ALWAYS: fires even with session_replication_role = replica */
+  always?: boolean;
 }
 
 /** Revoke what PUBLIC holds on an object (tables and functions of protected schemas). */

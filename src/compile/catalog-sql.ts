@@ -7,6 +7,8 @@ export interface CatalogMigration {
   version: number;
   file: string;
   sql: string;
+  /** which of pgwarden's roles runs (and owns) it: `-- pgwarden:owner audit` on the first line */
+  owner: 'catalog' | 'audit';
 }
 
 function sqlDir(): string {
@@ -32,10 +34,12 @@ export function loadCatalogMigrations(): CatalogMigration[] {
   cache = readdirSync(dir)
     .filter((f) => /^\d{3}_.*\.sql$/.test(f))
     .sort()
-    .map((file) => ({
-      version: Number(file.slice(0, 3)),
-      file,
-      sql: readFileSync(join(dir, file), 'utf8'),
-    }));
+    .map((file) => {
+      const sql = readFileSync(join(dir, file), 'utf8');
+      const owner = /^-- pgwarden:owner audit\b/.test(sql)
+        ? ('audit' as const)
+        : ('catalog' as const);
+      return { version: Number(file.slice(0, 3)), file, sql, owner };
+    });
   return cache;
 }

@@ -13,6 +13,7 @@ import type { Cell, Command, Level, Model, RowRelation, TableModel } from '../mo
 import { COMMANDS } from '../model/types.js';
 import { ident, join, qualified, type Sql, sql, unsafeRaw } from '../sql/fragment.js';
 import { typeName } from '../sql/render.js';
+import { AUDIT_SCHEMA, auditObjects } from './audit.js';
 import { loadCatalogMigrations } from './catalog-sql.js';
 import {
   CURRENT_USER,
@@ -38,6 +39,7 @@ export interface RoleNames {
   viewOwner: string;
   people: string;
   catalogOwner: string;
+  auditOwner: string;
 }
 
 export function roleNames(model: Model, options: CompileOptions = {}): RoleNames {
@@ -48,6 +50,7 @@ export function roleNames(model: Model, options: CompileOptions = {}): RoleNames
     viewOwner: p + model.roles.viewOwner,
     people: p + model.roles.people,
     catalogOwner: `${p}pgwarden_owner`,
+    auditOwner: `${p}pgwarden_audit`,
   };
 }
 
@@ -169,12 +172,22 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       comment:
         'pgwarden: the application logs in as this role and acts as one person per transaction',
     },
+    {
+      kind: 'role',
+      name: roles.auditOwner,
+      login: false,
+      inherit: false,
+      bypassrls: false,
+      createrole: false,
+      comment: 'pgwarden: owns the audit log (schema pgwarden_audit); nobody is a member',
+    },
     { kind: 'membership', role: roles.people, member: roles.catalogOwner, admin: true },
   );
 
   // schemas and the runtime catalog
   out.push(
     { kind: 'schema', name: 'pgwarden', owner: roles.catalogOwner, create: true },
+    { kind: 'schema', name: AUDIT_SCHEMA, owner: roles.auditOwner, create: true },
     { kind: 'schema', name: prot, owner: roles.tableOwner, create: false },
     { kind: 'schema', name: exposed, owner: roles.tableOwner, create: true },
   );
@@ -183,7 +196,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       kind: 'catalog',
       version: m.version,
       file: m.file,
-      owner: roles.catalogOwner,
+      owner: m.owner === 'audit' ? roles.auditOwner : roles.catalogOwner,
       sql: m.sql,
     });
   }
@@ -210,6 +223,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
         admin: job.admin,
         privileged: job.privileged,
         approver: model.approvers.includes(job.name),
+        audit_reader: model.auditReaders.includes(job.name),
       },
     });
   }
@@ -242,6 +256,26 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       ),
     );
   }
+  // the audit log: its owner evaluates who acts; people read it through the views (readers only)
+  out.push(
+    grant({ kind: 'schema', name: 'pgwarden' }, ['USAGE'], roles.auditOwner),
+    grant({ kind: 'schema', name: AUDIT_SCHEMA }, ['USAGE'], roles.people),
+    grant(
+      { kind: 'function', schema: AUDIT_SCHEMA, name: 'assert_reader', args: [] },
+      ['EXECUTE'],
+      roles.people,
+    ),
+  );
+  for (const f of ['caller', 'person_name', 'is_audit_reader']) {
+    const args = f === 'caller' ? [] : ['name'];
+    out.push(
+      grant({ kind: 'function', schema: 'pgwarden', name: f, args }, ['EXECUTE'], roles.auditOwner),
+    );
+  }
+  for (const v of ['log', 'data_changes', 'permission_changes']) {
+    out.push(grant({ kind: 'table', schema: AUDIT_SCHEMA, name: v }, ['SELECT'], roles.people));
+  }
+  out.push(...auditObjects(model, roles));
   // offboarding ends the person's direct sessions
   out.push({
     kind: 'membership',

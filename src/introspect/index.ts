@@ -125,7 +125,7 @@ export function presenceCheck(
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ${literal(o.schema)} AND c.relname = ${literal(o.table)} AND tg.tgname = ${literal(o.name)}
           AND tg.tgfoid = pg_catalog.to_regprocedure(${literal(`${quoteIdent(o.function.schema)}.${quoteIdent(o.function.name)}()`)})
-          AND tg.tgenabled <> 'D')`;
+          AND tg.tgenabled ${unsafeRaw(o.always ? "= 'A'" : "<> 'D'")})`;
     case 'grant': {
       const t = targetAcl(o.target);
       return sql`EXISTS (SELECT FROM ${t.from} AND ${aclHas(t.acl, o.grantee, o.privileges)})`;

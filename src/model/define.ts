@@ -75,6 +75,7 @@ export function table<T extends PgTable>(t: T, spec: TableSpecInput<ColumnNames<
   }
   if (spec.claims !== undefined) out.claims = spec.claims;
   if (spec.recycleBin !== undefined) out.recycleBin = spec.recycleBin;
+  if (spec.sensitive !== undefined) out.sensitive = spec.sensitive.map(sqlName);
   return out;
 }
 

@@ -91,6 +91,8 @@ export interface TableSpecInput<C extends string = string> {
   claims?: { jobs: readonly string[]; perDay: number };
   /** a delete through the view moves the row (and its child rows) to the recycle bin */
   recycleBin?: { retentionDays: number };
+  /** columns whose values the audit log stores as keyed hashes (default: the columns with cells) */
+  sensitive?: readonly C[];
 }
 
 /** A table as given in YAML / JSON or as resolved from drizzle. */
@@ -129,6 +131,8 @@ export interface ModelInput {
   jobs: readonly string[] | Readonly<Record<string, JobInput>>;
   /** jobs whose holders approve grants of privileged jobs (never their own request, never for themselves) */
   approvals?: { approvers: readonly string[] };
+  /** jobs whose holders read the audit log */
+  audit?: { readers: readonly string[] };
   masks?: Readonly<Record<string, MaskInput>>;
   tables: Readonly<Record<string, TableInput>>;
 }
@@ -188,6 +192,8 @@ export interface TableModel {
   edits: readonly EditRule[] | null;
   claims: { jobs: readonly string[]; perDay: number } | null;
   recycleBin: { retentionDays: number } | null;
+  /** columns stored as keyed hashes in the audit log */
+  sensitive: readonly string[];
 }
 
 /** A column that may be changed by people related to the row in one of these ways. */
@@ -217,6 +223,8 @@ export interface Model {
   jobs: readonly Job[];
   /** jobs that approve grants of privileged jobs */
   approvers: readonly string[];
+  /** jobs that read the audit log */
+  auditReaders: readonly string[];
   masks: readonly Mask[];
   tables: readonly TableModel[];
 }

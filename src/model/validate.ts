@@ -351,7 +351,11 @@ export async function validateModel(
     v.structure([], 'an object with schemas, jobs and tables', input);
     return { model: null, problems: v.problems };
   }
-  v.fields(input, ['name', 'schemas', 'roles', 'jobs', 'approvals', 'masks', 'tables'], []);
+  v.fields(
+    input,
+    ['name', 'schemas', 'roles', 'jobs', 'approvals', 'audit', 'masks', 'tables'],
+    [],
+  );
 
   // ------------------------------------------------------------ name
   let name = 'model';
@@ -581,6 +585,7 @@ export async function validateModel(
         'edits',
         'claims',
         'recycleBin',
+        'sensitive',
       ],
       path,
     );
@@ -1205,6 +1210,20 @@ export async function validateModel(
       }
     }
 
+    // sensitive columns (audit stores keyed hashes)
+    let sensitive: string[] = cells.map((c) => c.column);
+    if (t.sensitive !== undefined && t.sensitive !== null) {
+      const sp: PathSegment[] = [...path, 'sensitive'];
+      if (!Array.isArray(t.sensitive) || t.sensitive.some((c) => typeof c !== 'string')) {
+        v.structure(sp, 'a list of column names', t.sensitive);
+      } else {
+        sensitive = (t.sensitive as string[]).filter((c, i) =>
+          checkCol(c, [...sp, i], 'a sensitive column'),
+        );
+      }
+    }
+    sensitive = [...new Set(sensitive)].sort(cmp);
+
     let keyType = 'bigint';
     const keyCol = info.columns.find((c) => c.name === info.keyColumn);
     if (typeof t.keyType === 'string') keyType = normalizeKeyType(t.keyType);
@@ -1235,6 +1254,7 @@ export async function validateModel(
       edits,
       claims,
       recycleBin,
+      sensitive,
     });
   }
 
@@ -1302,6 +1322,30 @@ export async function validateModel(
     );
   }
 
+  // ------------------------------------------------------------ audit readers
+  const auditReaders: string[] = [];
+  if (input.audit !== undefined && input.audit !== null) {
+    const ap: PathSegment[] = ['audit'];
+    if (!isRecord(input.audit)) v.structure(ap, 'an object { readers: [job, ...] }', input.audit);
+    else {
+      v.fields(input.audit, ['readers'], ap);
+      const given = input.audit.readers;
+      if (!Array.isArray(given) || given.length === 0)
+        v.structure([...ap, 'readers'], 'a non-empty list of job names', given);
+      else
+        for (const [i, j] of given.entries()) {
+          if (typeof j !== 'string' || j === ANY_JOB || !jobNames.has(j)) {
+            v.add(
+              'unknown_job',
+              [...ap, 'readers', i],
+              `Audit reader job ${JSON.stringify(j)} is not defined in jobs.${typeof j === 'string' ? suggest(j, jobNames) : ''}`,
+              'Name a job defined under jobs.',
+            );
+          } else auditReaders.push(j);
+        }
+    }
+  }
+
   if (v.problems.length > 0) return { model: null, problems: v.problems };
   const model: Model = {
     name,
@@ -1309,6 +1353,7 @@ export async function validateModel(
     roles,
     jobs: jobs.sort((a, b) => cmp(a.name, b.name)),
     approvers: [...new Set(approvers)].sort(cmp),
+    auditReaders: [...new Set(auditReaders)].sort(cmp),
     masks: masks.sort((a, b) => cmp(a.name, b.name)),
     tables: tables.sort((a, b) => cmp(a.name, b.name)),
   };

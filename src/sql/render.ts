@@ -288,16 +288,25 @@ AS ${dollar(unsafeRaw(o.body))}`,
       const on = qualified(o.schema, o.table);
       const events = unsafeRaw(o.events.map((e) => e.toUpperCase()).join(' OR '));
       const timing = unsafeRaw(o.timing.toUpperCase());
-      return [
+      const referencing: string[] = [];
+      if (o.transition?.old) referencing.push(`OLD TABLE AS ${ident(o.transition.old).text}`);
+      if (o.transition?.new) referencing.push(`NEW TABLE AS ${ident(o.transition.new).text}`);
+      const ref = referencing.length
+        ? unsafeRaw(`\n  REFERENCING ${referencing.join(' ')}`)
+        : unsafeRaw('');
+      const args = join((o.args ?? []).map(literal), ', ');
+      const out = [
         sql`DROP TRIGGER IF EXISTS ${ident(o.name)} ON ${on}`,
-        sql`CREATE TRIGGER ${ident(o.name)} ${timing} ${events} ON ${on}
-  FOR EACH ${unsafeRaw(o.level === 'row' ? 'ROW' : 'STATEMENT')} EXECUTE FUNCTION ${qualified(o.function.schema, o.function.name)}()`,
+        sql`CREATE TRIGGER ${ident(o.name)} ${timing} ${events} ON ${on}${ref}
+  FOR EACH ${unsafeRaw(o.level === 'row' ? 'ROW' : 'STATEMENT')} EXECUTE FUNCTION ${qualified(o.function.schema, o.function.name)}(${args})`,
       ];
+      if (o.always) out.push(sql`ALTER TABLE ${on} ENABLE ALWAYS TRIGGER ${ident(o.name)}`);
+      return out;
     },
     drop: (o) => [sql`DROP TRIGGER IF EXISTS ${ident(o.name)} ON ${qualified(o.schema, o.table)}`],
     describe: (o) =>
-      `trigger "${o.name}" (${o.timing} ${o.events.join(', ')}) on "${o.schema}"."${o.table}"`,
-    effect: { create: 'narrows', drop: 'widens' },
+      `trigger "${o.name}" (${o.timing} ${o.events.join(', ')}, per ${o.level}${o.always ? ', always' : ''}) on "${o.schema}"."${o.table}"`,
+    effect: { create: 'narrows', drop: 'destructive' },
   },
   grant: {
     create: (o) => [

@@ -1,0 +1,183 @@
+/**
+ * Audit: statement-level AFTER triggers with transition tables on every protected table, and
+ * on pgwarden's own tables, writing one record per changed row into pgwarden_audit.records
+ * (see sql/003_audit.sql). Triggers are ENABLE ALWAYS, so session_replication_role = replica
+ * does not silence them; TRUNCATE of a protected table is refused except for its owner role.
+ *
+ * Per protected table the trigger function is generated with one expression per column:
+ * INSERT records {"col": {"new": v}}, UPDATE only changed columns {"col": {"old": v, "new": w}},
+ * DELETE {"col": {"old": v}}; sensitive columns hold keyed hashes ("hmac:...") instead of values.
+ */
+import type { CatalogObject, FunctionObject, TriggerObject } from '../catalog/objects.js';
+import type { Model, TableModel } from '../model/types.js';
+import { ident, join, literal, qualified, type Sql, sql, unsafeRaw } from '../sql/fragment.js';
+import type { RoleNames } from './index.js';
+
+export const AUDIT_SCHEMA = 'pgwarden_audit';
+
+/** pgwarden's own tables whose changes are permission changes (key column for the record). */
+export const CATALOG_AUDITED: readonly { table: string; key: string }[] = [
+  { table: 'applies', key: 'id' },
+  { table: 'job_grants', key: 'id' },
+  { table: 'job_requests', key: 'id' },
+  { table: 'jobs', key: 'name' },
+  { table: 'people', key: 'name' },
+  { table: 'recycle_bin', key: 'id' },
+  { table: 'claims', key: 'id' },
+  { table: 'settings', key: 'key' },
+  { table: 'shares', key: 'id' },
+  { table: 'tables', key: 'name' },
+  { table: 'temp_grants', key: 'id' },
+  { table: 'unit_managers', key: 'id' },
+  { table: 'units', key: 'name' },
+];
+
+export function auditFunctionName(table: TableModel): string {
+  const name = `changed_${table.name}`;
+  if (Buffer.byteLength(name, 'utf8') <= 63) return name;
+  let h = 0;
+  for (const ch of table.name) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
+  return `changed_${h.toString(16).padStart(8, '0')}`;
+}
+
+function value(table: TableModel, alias: string, column: string): Sql {
+  const c = sql`${unsafeRaw(alias)}.${ident(column)}`;
+  if (!table.sensitive.includes(column)) return c;
+  return sql`CASE WHEN ${c} IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(k || pg_catalog.convert_to(${c}::text, 'UTF8')), 'hex'), 32) END`;
+}
+
+function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): FunctionObject {
+  const name = `${model.schemas.protected}.${table.table}`;
+  const cols = table.columns.map((c) => c.name);
+  const obj = (parts: Sql[]) =>
+    sql`pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(\n        ${join(parts, ',\n        ')}))`;
+  const inserted = obj(
+    cols.map(
+      (c) => sql`${literal(c)}, pg_catalog.jsonb_build_object('new', ${value(table, 'n', c)})`,
+    ),
+  );
+  const deleted = obj(
+    cols.map(
+      (c) => sql`${literal(c)}, pg_catalog.jsonb_build_object('old', ${value(table, 'o', c)})`,
+    ),
+  );
+  const updated = obj(
+    cols.map(
+      (c) =>
+        sql`${literal(c)}, CASE WHEN o.${ident(c)} IS DISTINCT FROM n.${ident(c)} THEN pg_catalog.jsonb_build_object('old', ${value(table, 'o', c)}, 'new', ${value(table, 'n', c)}) END`,
+    ),
+  );
+  const key = ident(table.key);
+  const insert = (
+    op: string,
+    keyExpr: Sql,
+    changes: Sql,
+    from: Sql,
+  ) => sql`INSERT INTO ${qualified(AUDIT_SCHEMA, 'records')} (kind, table_name, operation, row_key, changes, person, actor, authenticator)
+    SELECT 'data', ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, who, actor, session_user
+    FROM ${from};`;
+  const body = sql`
+DECLARE
+  k bytea := (SELECT hk.key FROM ${qualified(AUDIT_SCHEMA, 'hash_key')} hk);
+  actor name := ${qualified('pgwarden', 'caller')}();
+  who text := ${qualified('pgwarden', 'person_name')}(${qualified('pgwarden', 'caller')}());
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    ${insert('INSERT', sql`n.${key}::text`, inserted, unsafeRaw('new_rows n'))}
+  ELSIF TG_OP = 'UPDATE' THEN
+    ${insert('UPDATE', sql`COALESCE(n.${key}, o.${key})::text`, updated, sql`old_rows o FULL JOIN new_rows n ON o.${key} = n.${key}`)}
+  ELSE
+    ${insert('DELETE', sql`o.${key}::text`, deleted, unsafeRaw('old_rows o'))}
+  END IF;
+  RETURN NULL;
+END
+`;
+  return {
+    kind: 'function',
+    schema: AUDIT_SCHEMA,
+    name: auditFunctionName(table),
+    args: [],
+    returns: 'trigger',
+    language: 'plpgsql',
+    volatility: 'volatile',
+    securityDefiner: true,
+    owner: roles.auditOwner,
+    body: body.text,
+    comment: `pgwarden: records every row change of ${name} in the audit log`,
+  };
+}
+
+function changeTriggers(
+  schema: string,
+  table: string,
+  fn: { schema: string; name: string },
+  args?: string[],
+): TriggerObject[] {
+  const base = {
+    kind: 'trigger' as const,
+    schema,
+    table,
+    timing: 'after' as const,
+    level: 'statement' as const,
+    function: fn,
+    always: true,
+  };
+  const withArgs = args ? { args } : {};
+  return [
+    {
+      ...base,
+      ...withArgs,
+      name: 'pgwarden_audit_insert',
+      events: ['insert'],
+      transition: { new: 'new_rows' },
+    },
+    {
+      ...base,
+      ...withArgs,
+      name: 'pgwarden_audit_update',
+      events: ['update'],
+      transition: { old: 'old_rows', new: 'new_rows' },
+    },
+    {
+      ...base,
+      ...withArgs,
+      name: 'pgwarden_audit_delete',
+      events: ['delete'],
+      transition: { old: 'old_rows' },
+    },
+  ];
+}
+
+export function auditObjects(model: Model, roles: RoleNames): CatalogObject[] {
+  const out: CatalogObject[] = [];
+  for (const table of model.tables) {
+    const fn = tableAuditFunction(model, table, roles);
+    out.push(
+      fn,
+      ...changeTriggers(model.schemas.protected, table.table, {
+        schema: AUDIT_SCHEMA,
+        name: fn.name,
+      }),
+    );
+    out.push({
+      kind: 'trigger',
+      schema: model.schemas.protected,
+      table: table.table,
+      name: 'pgwarden_no_truncate',
+      timing: 'before',
+      level: 'statement',
+      events: ['truncate'],
+      function: { schema: AUDIT_SCHEMA, name: 'refuse_truncate' },
+      args: [roles.tableOwner],
+      always: true,
+    });
+  }
+  for (const c of CATALOG_AUDITED) {
+    out.push(
+      ...changeTriggers('pgwarden', c.table, { schema: AUDIT_SCHEMA, name: 'catalog_changed' }, [
+        c.key,
+      ]),
+    );
+  }
+  return out;
+}
