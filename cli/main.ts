@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { PgwardenError } from '../src/errors.js';
 import { register as admin } from './commands/admin.js';
 import { register as applyCmd } from './commands/apply.js';
+import { register as audit } from './commands/audit.js';
 import { register as demo } from './commands/demo.js';
 import { register as generate } from './commands/generate.js';
 import { register as plan } from './commands/plan.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   applyCmd(program);
   demo(program);
   admin(program);
+  audit(program);
   program.addHelpText(
     'after',
     '\nQuick start:\n  $ pgwarden demo\n  $ pgwarden plan --model examples/crm/model.ts --url "$DATABASE_URL"\n',

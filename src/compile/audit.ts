@@ -16,13 +16,14 @@ import type { RoleNames } from './index.js';
 export const AUDIT_SCHEMA = 'pgwarden_audit';
 
 /** pgwarden's own tables whose changes are permission changes (key column for the record). */
-export const CATALOG_AUDITED: readonly { table: string; key: string }[] = [
+export const CATALOG_AUDITED: readonly { table: string; key: string; hashed?: string[] }[] = [
   { table: 'applies', key: 'id' },
   { table: 'job_grants', key: 'id' },
   { table: 'job_requests', key: 'id' },
   { table: 'jobs', key: 'name' },
   { table: 'people', key: 'name' },
-  { table: 'recycle_bin', key: 'id' },
+  // the bin holds copies of deleted rows: the log keeps only a keyed hash of them
+  { table: 'recycle_bin', key: 'id', hashed: ['row_data', 'children'] },
   { table: 'claims', key: 'id' },
   { table: 'settings', key: 'key' },
   { table: 'shares', key: 'id' },
@@ -173,10 +174,14 @@ export function auditObjects(model: Model, roles: RoleNames): CatalogObject[] {
     });
   }
   for (const c of CATALOG_AUDITED) {
+    const args = c.hashed ? [c.key, c.hashed.join(',')] : [c.key];
     out.push(
-      ...changeTriggers('pgwarden', c.table, { schema: AUDIT_SCHEMA, name: 'catalog_changed' }, [
-        c.key,
-      ]),
+      ...changeTriggers(
+        'pgwarden',
+        c.table,
+        { schema: AUDIT_SCHEMA, name: 'catalog_changed' },
+        args,
+      ),
     );
   }
   return out;

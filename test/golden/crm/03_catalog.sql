@@ -1422,6 +1422,7 @@ COMMENT ON COLUMN pgwarden_audit.records.actor IS 'The role acting: SET ROLE tar
 COMMENT ON COLUMN pgwarden_audit.records.authenticator IS 'session_user: the login role (the application, or a person logging in directly).';
 CREATE INDEX records_id ON pgwarden_audit.records (id);
 CREATE INDEX records_table_row ON pgwarden_audit.records (table_name, row_key);
+CREATE INDEX records_txid ON pgwarden_audit.records (txid);
 CREATE TABLE pgwarden_audit.records_default PARTITION OF pgwarden_audit.records DEFAULT;
 
 CREATE TABLE pgwarden_audit.chain (
@@ -1435,10 +1436,11 @@ COMMENT ON TABLE pgwarden_audit.chain IS 'The hash chain over audit records, in 
 
 CREATE TABLE pgwarden_audit.seal_state (
   one boolean PRIMARY KEY DEFAULT true CHECK (one),
-  low_water bigint NOT NULL DEFAULT 1
+  horizon xid8
 );
 INSERT INTO pgwarden_audit.seal_state DEFAULT VALUES;
-COMMENT ON TABLE pgwarden_audit.seal_state IS 'Every record with id below low_water is sealed.';
+COMMENT ON TABLE pgwarden_audit.seal_state IS
+  'Every genuine record of a transaction older than horizon (the last complete seal''s) is sealed, so an unsealed one is forged.';
 
 CREATE TABLE pgwarden_audit.archives (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -1515,7 +1517,7 @@ AS $$ SELECT pgwarden.person_name(pgwarden.caller()) $$;
 -- Changed columns between two rows as jsonb, with sensitive columns hashed. For pgwarden's own
 -- tables (few rows); protected tables get generated, per-column trigger functions instead.
 CREATE FUNCTION pgwarden_audit.diff(old_row jsonb, new_row jsonb, sensitive text[] DEFAULT '{}') RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT COALESCE(pg_catalog.jsonb_object_agg(k,
@@ -1526,30 +1528,32 @@ AS $$
   WHERE (old_row -> k) IS DISTINCT FROM (new_row -> k)
 $$;
 
--- Statement-level trigger on pgwarden's own tables (TG_ARGV[0]: key column).
+-- Statement-level trigger on pgwarden's own tables (TG_ARGV[0]: key column; TG_ARGV[1]:
+-- comma-separated columns stored as keyed hashes, e.g. the recycle bin's copies of rows).
 CREATE FUNCTION pgwarden_audit.catalog_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   keycol text := TG_ARGV[0];
+  hashed text[] := CASE WHEN TG_NARGS > 1 THEN pg_catalog.string_to_array(TG_ARGV[1], ',') ELSE '{}' END;
   tbl text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
   kind text := CASE WHEN TG_TABLE_NAME = 'applies' THEN 'apply' ELSE 'permission' END;
 BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO pgwarden_audit.records (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-    SELECT kind, tbl, 'INSERT', pg_catalog.to_jsonb(n) ->> keycol, pgwarden_audit.diff(NULL, pg_catalog.to_jsonb(n)),
+    SELECT kind, tbl, 'INSERT', pg_catalog.to_jsonb(n) ->> keycol, pgwarden_audit.diff(NULL, pg_catalog.to_jsonb(n), hashed),
            pgwarden_audit._person(), pgwarden.caller(), session_user, NULL
     FROM new_rows n;
   ELSIF TG_OP = 'UPDATE' THEN
     INSERT INTO pgwarden_audit.records (kind, table_name, operation, row_key, changes, person, actor, authenticator)
     SELECT kind, tbl, 'UPDATE', COALESCE(pg_catalog.to_jsonb(n) ->> keycol, pg_catalog.to_jsonb(o) ->> keycol),
-           pgwarden_audit.diff(pg_catalog.to_jsonb(o), pg_catalog.to_jsonb(n)),
+           pgwarden_audit.diff(pg_catalog.to_jsonb(o), pg_catalog.to_jsonb(n), hashed),
            pgwarden_audit._person(), pgwarden.caller(), session_user
     FROM old_rows o FULL JOIN new_rows n ON pg_catalog.to_jsonb(o) -> keycol = pg_catalog.to_jsonb(n) -> keycol;
   ELSE
     INSERT INTO pgwarden_audit.records (kind, table_name, operation, row_key, changes, person, actor, authenticator)
-    SELECT kind, tbl, 'DELETE', pg_catalog.to_jsonb(o) ->> keycol, pgwarden_audit.diff(pg_catalog.to_jsonb(o), NULL),
+    SELECT kind, tbl, 'DELETE', pg_catalog.to_jsonb(o) ->> keycol, pgwarden_audit.diff(pg_catalog.to_jsonb(o), NULL, hashed),
            pgwarden_audit._person(), pgwarden.caller(), session_user
     FROM old_rows o;
   END IF;
@@ -1611,29 +1615,32 @@ AS $$
 $$;
 
 -- Seals committed records into the chain, oldest transaction first. One sealer at a time;
--- writers never wait for it. Returns how many records it sealed.
+-- writers never wait for it. A record of a transaction older than the previous complete seal's
+-- horizon should have been sealed then: it is left out (verify reports it as forged).
+-- Returns how many records it sealed.
 CREATE FUNCTION pgwarden_audit.seal(max_records integer DEFAULT 1000000) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  horizon xid8 := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+  -- every transaction older than this has ended, so all its records are visible now
+  cur_horizon xid8 := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+  prev_horizon xid8;
   last_seq bigint;
   prev bytea;
   r pgwarden_audit.records;
   h bytea;
   n integer := 0;
-  low bigint;
-  unsealed_min bigint;
 BEGIN
   PERFORM pg_catalog.pg_advisory_xact_lock(7070777261756401);
-  SELECT s.low_water INTO low FROM pgwarden_audit.seal_state s;
+  SELECT s.horizon INTO prev_horizon FROM pgwarden_audit.seal_state s;
   SELECT c.seq, pg_catalog.decode(c.hash, 'hex') INTO last_seq, prev FROM pgwarden_audit.chain c ORDER BY c.seq DESC LIMIT 1;
   last_seq := COALESCE(last_seq, 0);
   prev := COALESCE(prev, ''::bytea);
   FOR r IN
     SELECT x.* FROM pgwarden_audit.records x
-    WHERE x.id >= low AND x.txid < horizon
+    WHERE x.txid < cur_horizon
+      AND (prev_horizon IS NULL OR x.txid >= prev_horizon)
       AND NOT EXISTS (SELECT FROM pgwarden_audit.chain c WHERE c.record_id = x.id)
     ORDER BY x.txid, x.id
     LIMIT max_records
@@ -1644,9 +1651,9 @@ BEGIN
     prev := h;
     n := n + 1;
   END LOOP;
-  SELECT min(x.id) INTO unsealed_min FROM pgwarden_audit.records x
-  WHERE x.id >= low AND NOT EXISTS (SELECT FROM pgwarden_audit.chain c WHERE c.record_id = x.id);
-  UPDATE pgwarden_audit.seal_state SET low_water = COALESCE(unsealed_min, (SELECT COALESCE(max(c.record_id), 0) + 1 FROM pgwarden_audit.chain c));
+  IF n < max_records THEN
+    UPDATE pgwarden_audit.seal_state SET horizon = cur_horizon;
+  END IF;
   RETURN n;
 END
 $$;

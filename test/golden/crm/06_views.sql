@@ -455,21 +455,21 @@ ALTER TABLE "pgwarden"."people" ENABLE ALWAYS TRIGGER "pgwarden_audit_update";
 DROP TRIGGER IF EXISTS "pgwarden_audit_delete" ON "pgwarden"."recycle_bin";
 CREATE TRIGGER "pgwarden_audit_delete" AFTER DELETE ON "pgwarden"."recycle_bin"
   REFERENCING OLD TABLE AS "old_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "pgwarden_audit"."catalog_changed"('id');
+  FOR EACH STATEMENT EXECUTE FUNCTION "pgwarden_audit"."catalog_changed"('id', 'row_data,children');
 ALTER TABLE "pgwarden"."recycle_bin" ENABLE ALWAYS TRIGGER "pgwarden_audit_delete";
 
 -- trigger "pgwarden_audit_insert" (after insert, per statement, always) on "pgwarden"."recycle_bin"
 DROP TRIGGER IF EXISTS "pgwarden_audit_insert" ON "pgwarden"."recycle_bin";
 CREATE TRIGGER "pgwarden_audit_insert" AFTER INSERT ON "pgwarden"."recycle_bin"
   REFERENCING NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "pgwarden_audit"."catalog_changed"('id');
+  FOR EACH STATEMENT EXECUTE FUNCTION "pgwarden_audit"."catalog_changed"('id', 'row_data,children');
 ALTER TABLE "pgwarden"."recycle_bin" ENABLE ALWAYS TRIGGER "pgwarden_audit_insert";
 
 -- trigger "pgwarden_audit_update" (after update, per statement, always) on "pgwarden"."recycle_bin"
 DROP TRIGGER IF EXISTS "pgwarden_audit_update" ON "pgwarden"."recycle_bin";
 CREATE TRIGGER "pgwarden_audit_update" AFTER UPDATE ON "pgwarden"."recycle_bin"
   REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows"
-  FOR EACH STATEMENT EXECUTE FUNCTION "pgwarden_audit"."catalog_changed"('id');
+  FOR EACH STATEMENT EXECUTE FUNCTION "pgwarden_audit"."catalog_changed"('id', 'row_data,children');
 ALTER TABLE "pgwarden"."recycle_bin" ENABLE ALWAYS TRIGGER "pgwarden_audit_update";
 
 -- trigger "pgwarden_audit_delete" (after delete, per statement, always) on "pgwarden"."settings"

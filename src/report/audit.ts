@@ -1,0 +1,252 @@
+/**
+ * The auditor's side of the audit log: seal, anchor, verify (recomputed here, outside the
+ * database, with pgwarden's own copy of the canonical encoding, so replacing a function in the
+ * database cannot fake a clean result), streaming log queries and archives.
+ */
+import { createHash } from 'node:crypto';
+import type postgres from 'postgres';
+
+type Db = postgres.Sql | postgres.TransactionSql | postgres.ReservedSql;
+
+/** The canonical text of a record `r` (must equal pgwarden_audit.canonical() in sql/003_audit.sql). */
+export const CANONICAL_SQL = `pg_catalog.jsonb_build_object(
+    'id', r.id,
+    'recorded_at', pg_catalog.to_char(r.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'kind', r.kind, 'table', r.table_name, 'operation', r.operation, 'row_key', r.row_key,
+    'changes', r.changes, 'person', r.person, 'actor', r.actor::text, 'authenticator', r.authenticator::text,
+    'txid', r.txid::text,
+    'statement_at', pg_catalog.to_char(r.statement_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'detail', r.detail)::text`;
+
+export interface Anchor {
+  seq: number;
+  hash: string | null;
+  records?: number;
+  at?: string;
+}
+
+export interface VerifyProblem {
+  kind:
+    | 'edited'
+    | 'missing_record'
+    | 'missing_link'
+    | 'not_in_chain'
+    | 'tail_cut'
+    | 'anchor_mismatch';
+  seq?: number;
+  recordId?: number;
+  message: string;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  checked: number;
+  archived: number;
+  unsealed: number;
+  head: Anchor;
+  problems: VerifyProblem[];
+}
+
+export function linkHash(prev: Buffer, canonical: string): Buffer {
+  return createHash('sha256').update(prev).update(Buffer.from(canonical, 'utf8')).digest();
+}
+
+export async function seal(db: Db): Promise<number> {
+  const [r] = await db<{ n: number }[]>`SELECT pgwarden_audit.seal() AS n`;
+  return Number(r?.n ?? 0);
+}
+
+export async function anchor(db: Db): Promise<Anchor> {
+  const [r] = await db<{ a: Anchor }[]>`SELECT pgwarden_audit.anchor() AS a`;
+  return r?.a as Anchor;
+}
+
+export function parseAnchor(text: string): Anchor {
+  const a = JSON.parse(text) as Partial<Anchor>;
+  if (typeof a.seq !== 'number' || (a.hash !== null && typeof a.hash !== 'string')) {
+    throw new Error(
+      'an anchor is {"seq": <number>, "hash": "<hex>"} as printed by pgwarden audit anchor',
+    );
+  }
+  return { seq: a.seq, hash: a.hash ?? null };
+}
+
+/**
+ * Recomputes the chain from its start and compares every link; reports every problem found,
+ * in chain order (the first is the first broken link). Read-only: it does not seal.
+ */
+export async function verify(
+  db: postgres.Sql,
+  options: { anchor?: Anchor; onProgress?: (n: number) => void } = {},
+): Promise<VerifyResult> {
+  const problems: VerifyProblem[] = [];
+  const archivedRanges = await db<
+    { first_seq: string | null; last_seq: string | null }[]
+  >`SELECT first_seq, last_seq FROM pgwarden_audit.archives`;
+  const isArchived = (seq: number) =>
+    archivedRanges.some(
+      (a) =>
+        a.first_seq !== null &&
+        a.last_seq !== null &&
+        seq >= Number(a.first_seq) &&
+        seq <= Number(a.last_seq),
+    );
+  let prev: Buffer = Buffer.alloc(0);
+  let expectedSeq = 1;
+  let checked = 0;
+  let archived = 0;
+  let lastHash: string | null = null;
+  let lastSeq = 0;
+  const hashAt = new Map<number, string>();
+  const cursor = db.unsafe(
+    `SELECT c.seq, c.record_id, c.hash, r.id IS NULL AS missing, CASE WHEN r.id IS NULL THEN NULL ELSE ${CANONICAL_SQL} END AS canon
+     FROM pgwarden_audit.chain c LEFT JOIN pgwarden_audit.records r ON r.id = c.record_id
+     ORDER BY c.seq`,
+  );
+  await cursor.cursor(2000, async (rows) => {
+    for (const row of rows as unknown as {
+      seq: string;
+      record_id: string;
+      hash: string;
+      missing: boolean;
+      canon: string | null;
+    }[]) {
+      const seq = Number(row.seq);
+      const recordId = Number(row.record_id);
+      if (seq !== expectedSeq) {
+        problems.push({
+          kind: 'missing_link',
+          seq: expectedSeq,
+          message: `chain links ${expectedSeq}..${seq - 1} are missing (deleted from pgwarden_audit.chain)`,
+        });
+        // continue from the stored hash so later links can still be checked
+      }
+      if (row.missing || row.canon === null) {
+        if (isArchived(seq)) archived += 1;
+        else
+          problems.push({
+            kind: 'missing_record',
+            seq,
+            recordId,
+            message: `record ${recordId} (chain link ${seq}) is missing: it was deleted`,
+          });
+        prev = Buffer.from(row.hash, 'hex');
+      } else {
+        const h = linkHash(prev, row.canon);
+        if (h.toString('hex') !== row.hash) {
+          problems.push({
+            kind: 'edited',
+            seq,
+            recordId,
+            message: `record ${recordId} (chain link ${seq}) does not match its hash: it was changed after it was sealed`,
+          });
+          prev = Buffer.from(row.hash, 'hex');
+        } else prev = h;
+      }
+      checked += 1;
+      expectedSeq = seq + 1;
+      lastSeq = seq;
+      lastHash = row.hash;
+      if (options.anchor && seq === options.anchor.seq) hashAt.set(seq, row.hash);
+      if (checked % 10000 === 0) options.onProgress?.(checked);
+    }
+  });
+  // genuine records of transactions older than the last complete seal are all sealed: an
+  // unsealed one was inserted behind pgwarden's back
+  const [stats] = await db<{ unsealed: string; suspicious: { id: string }[] | null }[]>`
+    WITH st AS (SELECT horizon FROM pgwarden_audit.seal_state)
+    SELECT
+      (SELECT count(*) FROM pgwarden_audit.records r WHERE NOT EXISTS (SELECT FROM pgwarden_audit.chain c WHERE c.record_id = r.id)) AS unsealed,
+      (SELECT json_agg(json_build_object('id', r.id) ORDER BY r.id) FROM pgwarden_audit.records r, st
+        WHERE st.horizon IS NOT NULL AND r.txid < st.horizon
+          AND NOT EXISTS (SELECT FROM pgwarden_audit.chain c WHERE c.record_id = r.id)) AS suspicious`;
+  for (const s of stats?.suspicious ?? []) {
+    problems.push({
+      kind: 'not_in_chain',
+      recordId: Number(s.id),
+      message: `record ${s.id} is not in the chain although its transaction is older than the last seal: it was inserted behind pgwarden's back`,
+    });
+  }
+  if (options.anchor) {
+    if (lastSeq < options.anchor.seq) {
+      problems.push({
+        kind: 'tail_cut',
+        seq: options.anchor.seq,
+        message: `the chain ends at link ${lastSeq}, but the anchor says it reached link ${options.anchor.seq}: records were cut off the end`,
+      });
+    } else if (hashAt.get(options.anchor.seq) !== options.anchor.hash) {
+      problems.push({
+        kind: 'anchor_mismatch',
+        seq: options.anchor.seq,
+        message: `link ${options.anchor.seq} has hash ${hashAt.get(options.anchor.seq) ?? '(none)'}, the anchor says ${options.anchor.hash}: the chain was rewritten`,
+      });
+    }
+  }
+  problems.sort((a, b) => (a.seq ?? Number.MAX_SAFE_INTEGER) - (b.seq ?? Number.MAX_SAFE_INTEGER));
+  return {
+    ok: problems.length === 0,
+    checked,
+    archived,
+    unsealed: Number(stats?.unsealed ?? 0) - (stats?.suspicious?.length ?? 0),
+    head: { seq: lastSeq, hash: lastHash },
+    problems,
+  };
+}
+
+export interface LogFilter {
+  person?: string;
+  table?: string;
+  row?: string;
+  operation?: string;
+  kind?: string;
+  from?: string;
+  to?: string;
+}
+
+export const LOG_COLUMNS = [
+  'id',
+  'recorded_at',
+  'kind',
+  'table_name',
+  'operation',
+  'row_key',
+  'person',
+  'actor',
+  'authenticator',
+  'txid',
+  'changes',
+  'detail',
+  'chain_seq',
+] as const;
+
+/** Streams log rows (as the connected person: readers only) in id order, in batches. */
+export async function streamLog(
+  db: postgres.Sql | postgres.TransactionSql,
+  filter: LogFilter,
+  onRows: (rows: Record<string, unknown>[]) => Promise<void> | void,
+): Promise<number> {
+  let n = 0;
+  const q = db`
+    SELECT id, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS recorded_at, kind, table_name, operation,
+      row_key, person, actor, authenticator, txid::text AS txid, changes, detail, chain_seq
+    FROM pgwarden_audit.log
+    WHERE (${filter.person ?? null}::text IS NULL OR person = ${filter.person ?? null})
+      AND (${filter.table ?? null}::text IS NULL OR table_name = ${filter.table ?? null} OR table_name LIKE '%.' || ${filter.table ?? null})
+      AND (${filter.row ?? null}::text IS NULL OR row_key = ${filter.row ?? null})
+      AND (${filter.operation ?? null}::text IS NULL OR operation = upper(${filter.operation ?? null}))
+      AND (${filter.kind ?? null}::text IS NULL OR kind = ${filter.kind ?? null})
+      AND (${filter.from ?? null}::timestamptz IS NULL OR recorded_at >= ${filter.from ?? null}::timestamptz)
+      AND (${filter.to ?? null}::timestamptz IS NULL OR recorded_at < ${filter.to ?? null}::timestamptz)
+    ORDER BY id`;
+  await q.cursor(2000, async (rows) => {
+    n += rows.length;
+    await onRows(rows as unknown as Record<string, unknown>[]);
+  });
+  return n;
+}
+
+export function csvCell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
