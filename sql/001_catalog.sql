@@ -429,7 +429,7 @@ BEGIN
   -- An existing role becomes a person only when a superuser says so, and never one of
   -- pgwarden's own roles or a privileged one: the authenticator would become a member of it.
   IF r IN (pgwarden._setting('authenticator'), pgwarden._setting('people_role'), pgwarden._setting('table_owner'),
-           pgwarden._setting('view_owner'), pgwarden._setting('catalog_owner'))
+           pgwarden._setting('view_owner'), pgwarden._setting('catalog_owner'), pgwarden._setting('audit_owner'))
      OR EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r
                 AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolreplication OR x.rolname LIKE 'pg\_%'))
   THEN

@@ -170,6 +170,10 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'Approvers hold one of: ' || COALESCE((SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM pgwarden.jobs WHERE approver), '(none)');
   END IF;
+  IF r.valid_until IS NOT NULL AND r.valid_until <= now() THEN
+    RAISE EXCEPTION 'job request % asked for % until %, which has passed', request_id, r.job, r.valid_until
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Reject it, and ask for a new request with a later end.';
+  END IF;
   IF pgwarden._person(r.requested_by) = who OR r.person = who THEN
     RAISE EXCEPTION 'permission denied: % may not approve a request % made or that is for themselves', who, request_id
       USING ERRCODE = 'insufficient_privilege', HINT = 'Another approver must decide it.';
@@ -203,6 +207,48 @@ BEGIN
   END IF;
   UPDATE pgwarden.job_requests x SET status = 'rejected', decided_by = pgwarden.caller(), decided_at = now(), reason = reject_job_request.reason
   WHERE x.id = request_id;
+END
+$$;
+
+-- Requests waiting for a decision, for approvers, administrators and superusers.
+CREATE FUNCTION pgwarden.pending_requests()
+RETURNS TABLE (id bigint, person text, job text, valid_until timestamptz, requested_by name, requested_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  caller name := pgwarden.caller();
+  who text := pgwarden._person(caller);
+BEGIN
+  IF NOT (EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = caller AND x.rolsuper)
+          OR EXISTS (SELECT FROM pgwarden.job_grants g JOIN pgwarden.jobs j ON j.name = g.job
+                     WHERE g.person = who AND (j.approver OR j.admin)
+                       AND pgwarden._active(g.valid_from, g.valid_until, g.revoked_at))) THEN
+    RAISE EXCEPTION 'permission denied: % may not list job requests', COALESCE(who, caller::text)
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Approvers and administrators list them.';
+  END IF;
+  RETURN QUERY SELECT r.id, r.person, r.job, r.valid_until, r.requested_by, r.requested_at
+    FROM pgwarden.job_requests r WHERE r.status = 'pending' ORDER BY r.id;
+END
+$$;
+
+-- Nobody moves a person into a subtree they manage (that would widen what they see).
+CREATE OR REPLACE FUNCTION pgwarden.move_person(person text, unit text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  who name := pgwarden._assert_admin();
+BEGIN
+  PERFORM pgwarden._require_person(person);
+  IF NOT EXISTS (SELECT FROM pgwarden.units u WHERE u.name = move_person.unit) THEN
+    RAISE EXCEPTION 'unit "%" does not exist', move_person.unit USING ERRCODE = 'no_data_found';
+  END IF;
+  IF move_person.unit = ANY (pgwarden.subtree_units(who)) THEN
+    RAISE EXCEPTION 'permission denied: % manages "%", so may not move % into it', who, move_person.unit, person
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Ask an administrator who does not manage the target unit.';
+  END IF;
+  UPDATE pgwarden.people p SET unit = move_person.unit WHERE p.name = person;
 END
 $$;
 

@@ -86,6 +86,37 @@ VALUES (pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text 
 
 -- ------------------------------------------------------------------ partitions
 
+-- Refuses changes to audit data, even by the owner (ENABLE ALWAYS: replica mode cannot skip it).
+CREATE FUNCTION pgwarden_audit.refuse_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RAISE EXCEPTION 'audit data is append-only: % on %.% is refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege', HINT = 'Old partitions are archived with pgwarden audit archive, never changed.';
+END
+$$;
+
+-- Row triggers on a partitioned table reach its partitions, statement (TRUNCATE) triggers do
+-- not, and a detached partition keeps neither: this puts both on one table of the schema.
+CREATE FUNCTION pgwarden_audit.protect(tbl text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  rel regclass := pg_catalog.format('pgwarden_audit.%I', tbl)::regclass;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND t.tgname = 'append_only_truncate') THEN
+    EXECUTE pg_catalog.format('CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change()', rel);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER append_only_truncate', rel);
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND t.tgname IN ('append_only', 'append_only_row')) THEN
+    EXECUTE pg_catalog.format('CREATE TRIGGER append_only_row BEFORE UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change()', rel);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER append_only_row', rel);
+  END IF;
+END
+$$;
+
 -- Monthly partitions from `from_month` for `months` months (idempotent).
 CREATE FUNCTION pgwarden_audit.ensure_partitions(from_month date DEFAULT NULL, months integer DEFAULT 13) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -106,13 +137,15 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pgwarden_audit.archives a WHERE a.partition_name = name)
        AND NOT EXISTS (SELECT FROM pgwarden_audit.records_default d WHERE d.recorded_at >= lo AND d.recorded_at < hi) THEN
       EXECUTE pg_catalog.format('CREATE TABLE pgwarden_audit.%I PARTITION OF pgwarden_audit.records FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
+      PERFORM pgwarden_audit.protect(name);
       made := made + 1;
     END IF;
   END LOOP;
   RETURN made;
 END
 $$;
-SELECT pgwarden_audit.ensure_partitions();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON pgwarden_audit.records_default FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
+ALTER TABLE pgwarden_audit.records_default ENABLE ALWAYS TRIGGER append_only_truncate;
 
 -- ------------------------------------------------------------------ writing
 
@@ -179,21 +212,14 @@ BEGIN
 END
 $$;
 
--- Refuses changes to audit data (on records, chain, archives, seal_state's deletes), even by the owner.
-CREATE FUNCTION pgwarden_audit.refuse_change() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  RAISE EXCEPTION 'audit data is append-only: % on %.% is refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
-    USING ERRCODE = 'insufficient_privilege', HINT = 'Old partitions are archived with pgwarden audit archive, never changed.';
-END
-$$;
+-- Append-only, for every table of the log (the partitions get theirs from protect()).
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON pgwarden_audit.records FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON pgwarden_audit.records FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON pgwarden_audit.chain FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON pgwarden_audit.chain FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON pgwarden_audit.archives FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON pgwarden_audit.archives FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
+ALTER TABLE pgwarden_audit.archives ENABLE ALWAYS TRIGGER append_only_truncate;
 ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only_truncate;
 ALTER TABLE pgwarden_audit.chain ENABLE ALWAYS TRIGGER append_only;
@@ -316,6 +342,9 @@ CREATE VIEW pgwarden_audit.data_changes WITH (security_barrier) AS
   SELECT * FROM pgwarden_audit.log WHERE kind = 'data';
 CREATE VIEW pgwarden_audit.permission_changes WITH (security_barrier) AS
   SELECT * FROM pgwarden_audit.log WHERE kind IN ('permission', 'apply');
+
+-- monthly partitions, after the parent's triggers exist (their row triggers are cloned)
+SELECT pgwarden_audit.ensure_partitions();
 
 REVOKE ALL ON ALL TABLES IN SCHEMA pgwarden_audit FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pgwarden_audit FROM PUBLIC;

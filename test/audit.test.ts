@@ -338,3 +338,45 @@ describe('tampering by a superuser is detected', () => {
     expect((await verify(t.sql)).problems.some((p) => p.kind === 'not_in_chain')).toBe(true);
   });
 });
+
+describe('a rewritten chain', () => {
+  it('a superuser who rebuilds the whole chain after editing history is caught by the anchor', async () => {
+    await seal(t.sql);
+    // start from a consistent state, and keep an anchor outside the database
+    await t.sql.begin(async (tx) => {
+      await tx.unsafe('ALTER TABLE pgwarden_audit.chain DISABLE TRIGGER USER');
+      await tx`DELETE FROM pgwarden_audit.chain`;
+      await tx`UPDATE pgwarden_audit.seal_state SET horizon = NULL`;
+      await tx.unsafe('ALTER TABLE pgwarden_audit.chain ENABLE ALWAYS TRIGGER append_only');
+      await tx.unsafe(
+        'ALTER TABLE pgwarden_audit.chain ENABLE ALWAYS TRIGGER append_only_truncate',
+      );
+    });
+    await seal(t.sql);
+    const head = await anchor(t.sql);
+    expect((await verify(t.sql, { anchor: head })).ok).toBe(true);
+    // rewrite history: change a record, then rebuild every link so the chain is consistent again
+    const [victim] =
+      await t.sql`SELECT record_id::int AS id FROM pgwarden_audit.chain WHERE seq = 3`;
+    await t.sql.begin(async (tx) => {
+      await tx.unsafe('ALTER TABLE pgwarden_audit.records DISABLE TRIGGER USER');
+      await tx.unsafe('ALTER TABLE pgwarden_audit.chain DISABLE TRIGGER USER');
+      await tx`UPDATE pgwarden_audit.records SET person = 'someone else' WHERE id = ${victim?.id as number}`;
+      await tx`DELETE FROM pgwarden_audit.chain`;
+      await tx`UPDATE pgwarden_audit.seal_state SET horizon = NULL`;
+      await tx.unsafe('ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only');
+      await tx.unsafe(
+        'ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only_truncate',
+      );
+      await tx.unsafe('ALTER TABLE pgwarden_audit.chain ENABLE ALWAYS TRIGGER append_only');
+      await tx.unsafe(
+        'ALTER TABLE pgwarden_audit.chain ENABLE ALWAYS TRIGGER append_only_truncate',
+      );
+    });
+    await seal(t.sql);
+    const withoutAnchor = await verify(t.sql);
+    expect(withoutAnchor.problems.filter((p) => p.kind === 'edited')).toEqual([]);
+    const withAnchor = await verify(t.sql, { anchor: head });
+    expect(withAnchor.problems.map((p) => p.kind)).toContain('anchor_mismatch');
+  });
+});

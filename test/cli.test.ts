@@ -448,3 +448,167 @@ describe('writes and lifecycle from the command line', () => {
     }
   });
 });
+
+describe('the audit log from the command line', () => {
+  it('seal, anchor, verify, log, report, archive; verify exits 2 on tampering', async () => {
+    const d = await createTestDatabase();
+    const out = mkdtempSync(join(tmpdir(), 'pgw-audit-'));
+    try {
+      const { setupCrm } = await import('../examples/crm/setup.js');
+      await setupCrm(d.sql, { rolePrefix: d.prefix });
+      const u = ['--url', d.url];
+      await d.sql.begin(async (tx) => {
+        await tx`SELECT set_config('role', ${`${d.prefix}alice`}, true)`;
+        await tx`UPDATE crm_api.customers SET status = 'active' WHERE id = 1`;
+      });
+      // history from last month (as if the log had been running then), before the first seal
+      const lastMonth = new Date();
+      lastMonth.setUTCDate(1);
+      lastMonth.setUTCMonth(lastMonth.getUTCMonth() - 1);
+      await d.sql`INSERT INTO pgwarden_audit.records (recorded_at, kind, operation, table_name, row_key, actor, authenticator, statement_at)
+        SELECT ${lastMonth.toISOString()}::timestamptz + g * interval '1 hour', 'data', 'UPDATE', 'crm.customers', g::text, 'postgres', 'postgres', ${lastMonth.toISOString()}::timestamptz
+        FROM generate_series(1, 5) g`;
+      expect((await cli(['audit', 'seal', ...u])).stdout).toMatch(/sealed \d+ record\(s\)/);
+      const anchorText = (await cli(['audit', 'anchor', ...u])).stdout.trim();
+      const a = JSON.parse(anchorText) as { seq: number; hash: string };
+      expect(a.seq).toBeGreaterThan(0);
+      const ok = await cli(['audit', 'verify', '--anchor', anchorText, ...u]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout).toContain(`the chain verifies: ${a.seq} link(s)`);
+
+      const log = await cli([
+        'audit',
+        'log',
+        '--table',
+        'customers',
+        '--row',
+        '1',
+        '--as',
+        `${d.prefix}audrey`,
+        ...u,
+      ]);
+      expect(log.stdout, log.stderr).toMatch(
+        /data\s+UPDATE crm\.customers 1 {2}by alice via postgres {2}\{"status":/,
+      );
+      const denied = await cli(['audit', 'log', '--as', `${d.prefix}adam`, ...u]);
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toContain('adam may not read the audit log');
+
+      const from = new Date(Date.now() - 3_600_000).toISOString();
+      const to = new Date(Date.now() + 3_600_000).toISOString();
+      const csvFile = join(out, 'report.csv');
+      const rep = await cli([
+        'audit',
+        'report',
+        '--from',
+        from,
+        '--to',
+        to,
+        '--format',
+        'csv',
+        '--out',
+        csvFile,
+        '--as',
+        `${d.prefix}audrey`,
+        ...u,
+      ]);
+      expect(rep.code, rep.stderr).toBe(0);
+      const csv = readFileSync(csvFile, 'utf8').trim().split('\n');
+      expect(csv[0]).toBe(
+        'id,recorded_at,kind,table_name,operation,row_key,person,actor,authenticator,txid,changes,detail,chain_seq',
+      );
+      expect(
+        csv.some((l) => l.includes(',data,crm.customers,UPDATE,1,alice,')),
+        csv.filter((l) => l.includes('UPDATE')).join('\n'),
+      ).toBe(true);
+      expect(csv.some((l) => l.includes(',permission,pgwarden.job_grants,INSERT,'))).toBe(true);
+      expect(csv.some((l) => l.includes(',apply,pgwarden.applies,INSERT,'))).toBe(true);
+      const json = JSON.parse(
+        (
+          await cli([
+            'audit',
+            'report',
+            '--from',
+            from,
+            '--to',
+            to,
+            '--format',
+            'json',
+            '--as',
+            `${d.prefix}audrey`,
+            ...u,
+          ])
+        ).stdout,
+      ) as { count: number; records: unknown[] };
+      expect(json.count).toBe(csv.length - 1);
+      expect(json.records).toHaveLength(json.count);
+
+      // tampering: a superuser edits a sealed record
+      await d.sql.begin(async (tx) => {
+        await tx.unsafe('ALTER TABLE pgwarden_audit.records DISABLE TRIGGER append_only');
+        await tx`UPDATE pgwarden_audit.records SET person = 'mallory' WHERE id = (SELECT record_id FROM pgwarden_audit.chain WHERE seq = 5)`;
+        await tx.unsafe('ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only');
+      });
+      const bad = await cli(['audit', 'verify', '--anchor', anchorText, ...u]);
+      expect(bad.code).toBe(2);
+      expect(bad.stdout).toContain('TAMPERED');
+      expect(bad.stdout).toMatch(/record \d+ \(chain link 5\) does not match its hash/);
+      await d.sql.begin(async (tx) => {
+        await tx.unsafe('ALTER TABLE pgwarden_audit.records DISABLE TRIGGER append_only');
+        await tx`UPDATE pgwarden_audit.records SET person = NULL WHERE person = 'mallory'`;
+        await tx.unsafe('ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only');
+      });
+
+      // archiving: only months that are over; a verifiable file; the partition detached and kept
+      const now = new Date().toISOString().slice(0, 7);
+      const next = new Date();
+      next.setUTCDate(1);
+      next.setUTCMonth(next.getUTCMonth() + 1);
+      const tooLate = await cli([
+        'audit',
+        'archive',
+        '--before',
+        next.toISOString().slice(0, 7),
+        '--out',
+        out,
+        ...u,
+      ]);
+      expect(tooLate.code).toBe(1);
+      expect(tooLate.stderr).toContain('only months that are over can be archived');
+      const dry = await cli(['audit', 'archive', '--before', now, '--out', out, '--dry-run', ...u]);
+      expect(dry.stdout, dry.stderr).toMatch(/would archive records_\d{4}_\d{2}: 5 record\(s\)/);
+      const arch = await cli(['audit', 'archive', '--before', now, '--out', out, ...u]);
+      expect(arch.code, arch.stderr).toBe(0);
+      const month = /archived (records_\d{4}_\d{2})/.exec(arch.stdout)?.[1] as string;
+      const lines = readFileSync(join(out, `${month}.jsonl`), 'utf8')
+        .trim()
+        .split('\n');
+      const header = JSON.parse(lines[0] as string) as { records: number; prev_hash: string };
+      expect(lines).toHaveLength(header.records + 1);
+      // the file verifies on its own: recompute its links
+      const { linkHash } = await import('../src/report/audit.js');
+      let prev: Buffer = Buffer.from(header.prev_hash, 'hex');
+      for (const l of lines.slice(1)) {
+        const link = JSON.parse(l) as { prev?: string; hash: string; record: string };
+        if (link.prev !== undefined) prev = Buffer.from(link.prev, 'hex');
+        prev = linkHash(prev, link.record);
+        expect(prev.toString('hex')).toBe(link.hash);
+      }
+      // the detached table is still append-only
+      await expect(d.sql.unsafe(`DELETE FROM pgwarden_audit.${month}`)).rejects.toMatchObject({
+        code: '42501',
+      });
+      await expect(d.sql.unsafe(`TRUNCATE pgwarden_audit.${month}`)).rejects.toMatchObject({
+        code: '42501',
+      });
+      const [kept] =
+        await d.sql`SELECT to_regclass(${`pgwarden_audit.${month}`}) IS NOT NULL AS kept`;
+      expect(kept?.kept).toBe(true);
+      const after = await cli(['audit', 'verify', ...u]);
+      expect(after.code, after.stdout).toBe(0);
+      expect(after.stdout).toMatch(/\(\d+ archived\)/);
+    } finally {
+      await d.cleanup();
+    }
+  });
+});

@@ -485,3 +485,40 @@ describe('grants end by themselves; sweep removes what has ended', () => {
     expect(left?.n).toBe(0);
   });
 });
+
+describe('approvers see what waits for them; admins cannot move people into their own subtree', () => {
+  it('olga lists pending requests; bob cannot; an expired request cannot be approved', async () => {
+    const [r] = await as(
+      'adam',
+      (tx) =>
+        tx`SELECT pgwarden.grant_job('dave', 'sales_director', now() + interval '1 hour') AS result`,
+    );
+    const id = (r?.result as { requested: number } | undefined)?.requested as number;
+    const pending = await as(
+      'olga',
+      (tx) => tx`SELECT id::int, person, job FROM pgwarden.pending_requests()`,
+    );
+    expect(pending).toContainEqual({ id, person: 'dave', job: 'sales_director' });
+    await expect(
+      as('bob', (tx) => tx`SELECT * FROM pgwarden.pending_requests()`),
+    ).rejects.toMatchObject({ code: '42501' });
+    await t.sql`UPDATE pgwarden.job_requests SET valid_until = now() - interval '1 minute' WHERE id = ${id}`;
+    await expect(
+      as('olga', (tx) => tx`SELECT pgwarden.approve_job_request(${id})`),
+    ).rejects.toMatchObject({
+      code: '22023',
+      message: expect.stringContaining('which has passed'),
+    });
+  });
+
+  it('an administrator who manages a unit cannot move a person into it', async () => {
+    await t.sql`SELECT pgwarden.grant_job('walt', 'crm_admin')`;
+    await expect(
+      as('walt', (tx) => tx`SELECT pgwarden.move_person('erin', 'sales_west')`),
+    ).rejects.toMatchObject({
+      code: '42501',
+      message: expect.stringContaining('walt manages "sales_west"'),
+    });
+    await t.sql`SELECT pgwarden.revoke_job('walt', 'crm_admin')`;
+  });
+});

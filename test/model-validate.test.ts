@@ -602,3 +602,104 @@ describe('table() from drizzle', () => {
     expect(true).toBe(true);
   });
 });
+
+describe('writes, lifecycle and audit in the model', () => {
+  const base = {
+    schemas: { protected: 'p', exposed: 'e' },
+    jobs: { rep: {}, boss: { privileged: true }, ok: {}, aud: {} },
+    approvals: { approvers: ['ok'] },
+    audit: { readers: ['aud'] },
+  };
+  const table = {
+    columns: ['id', 'owner', 'pool', 'phone', 'parent_id'],
+    owner: 'owner',
+    pool: 'pool',
+    rules: [
+      { jobs: ['rep'], commands: ['select', 'update', 'delete'] as const, scopes: ['own'] },
+      {
+        jobs: ['rep'],
+        commands: ['select'] as const,
+        scopes: [{ parent: { column: 'parent_id', table: 'par' } }],
+      },
+    ],
+  };
+  const par = {
+    columns: ['id', 'owner'],
+    owner: 'owner',
+    rules: [{ jobs: ['rep'], scopes: ['own'] }],
+  };
+
+  it('normalizes edits, claims, recycle bin, sensitive columns, approvers and audit readers', async () => {
+    const { model, problems } = await validateModel({
+      ...base,
+      tables: {
+        t: {
+          ...table,
+          edits: { phone: ['own', 'parent:own', 'job:ok'] },
+          claims: { jobs: ['rep'], perDay: 3 },
+          recycleBin: { retentionDays: 30 },
+          sensitive: ['phone'],
+        },
+        par,
+      },
+    });
+    expect(problems).toEqual([]);
+    const t = model?.tables.find((x) => x.name === 't');
+    expect(t?.edits).toEqual([
+      {
+        column: 'phone',
+        who: [
+          { kind: 'relation', relation: 'own' },
+          { kind: 'parent', column: 'parent_id', table: 'par', relation: 'own' },
+          { kind: 'job', job: 'ok' },
+        ],
+      },
+    ]);
+    expect(t?.claims).toEqual({ jobs: ['rep'], perDay: 3 });
+    expect(t?.recycleBin).toEqual({ retentionDays: 30 });
+    expect(t?.sensitive).toEqual(['phone']);
+    expect(model?.approvers).toEqual(['ok']);
+    expect(model?.auditReaders).toEqual(['aud']);
+  });
+
+  it('reports every mistake in them at once', async () => {
+    const { model, problems } = await validateModel({
+      ...base,
+      approvals: { approvers: ['nobody'] },
+      audit: { readers: ['ghost'] },
+      tables: {
+        t: {
+          ...table,
+          rules: [{ jobs: ['rep'], commands: ['select'], scopes: ['own'] }],
+          edits: { id: ['own'], phoen: ['own'], phone: ['ownn', 'parent:own', 'job:nope'] },
+          claims: { jobs: ['rep'], perDay: 0 },
+          recycleBin: { retentionDays: 7 },
+          sensitive: ['phnoe'],
+        },
+      },
+    });
+    expect(model).toBeNull();
+    const got = problems.map((p) => `${p.code} ${p.path.join('.')}`);
+    expect(got).toEqual(
+      expect.arrayContaining([
+        'unknown_job approvals.approvers.0',
+        'unknown_job audit.readers.0',
+        'conflicting_rule tables.t.edits.id',
+        'unknown_column tables.t.edits.phoen',
+        'unknown_relation tables.t.edits.phone.0',
+        'missing_column_for_scope tables.t.edits.phone.1',
+        'unknown_job tables.t.edits.phone.2',
+        'conflicting_rule tables.t.edits',
+        'invalid_structure tables.t.claims.perDay',
+        'conflicting_rule tables.t.recycleBin',
+        'unknown_column tables.t.sensitive.0',
+      ]),
+    );
+  });
+
+  it('privileged jobs need approvers', async () => {
+    const { problems } = await validateModel({ ...base, approvals: undefined, tables: { par } });
+    expect(problems.map((p) => p.code)).toContain('conflicting_rule');
+    expect(problems.find((p) => p.path[0] === 'jobs')?.message).toContain('no approvals.approvers');
+  });
+});

@@ -112,7 +112,9 @@ export function register(program: Command): void {
     process.stdout.write(table(rows));
   });
 
-  const person = program.command('person').description('people: add, move, deactivate, list');
+  const person = program
+    .command('person')
+    .description('people: add, move, deactivate, offboard, list');
   common(
     person
       .command('add <name>')
@@ -254,17 +256,22 @@ export function register(program: Command): void {
       } else ok(`${p} holds ${job}${o.until ? ` until ${until(o.until)}` : ''}`);
     });
   common(
-    grant.command('requests').description('requests for privileged jobs that wait for approval'),
+    grant
+      .command('requests')
+      .description(
+        'requests for privileged jobs that wait for approval (approvers and administrators)',
+      ),
   )
-    .option('--all', 'also decided requests')
+    .option('--all', 'also decided requests (administrator connection)')
+    .addHelpText('after', '\nExample:\n  $ pgwarden grant requests --as olga\n')
     .action(async (o: Common & { all?: boolean }) => {
-      const rows = await run(
-        o,
-        (
-          tx,
-        ) => tx`SELECT id, person, job, valid_until, requested_by, requested_at, status, decided_by, reason
-          FROM pgwarden.job_requests WHERE ${o.all === true} OR status = 'pending' ORDER BY id`,
-      );
+      const rows = o.all
+        ? await run(
+            o,
+            (tx) =>
+              tx`SELECT id, person, job, valid_until, requested_by, requested_at, status, decided_by, reason FROM pgwarden.job_requests ORDER BY id`,
+          )
+        : await run(o, (tx) => tx`SELECT * FROM pgwarden.pending_requests()`);
       process.stdout.write(table(rows));
     });
   common(

@@ -77,6 +77,11 @@ function readAnchor(v: string): Anchor {
   }
 }
 
+/** Administration of the log: a superuser's connection. */
+function dba(cmd: Command): Command {
+  return cmd.option('-u, --url <url>', 'database URL of a superuser (default: $DATABASE_URL)');
+}
+
 function common(cmd: Command): Command {
   return cmd
     .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
@@ -109,7 +114,7 @@ export function register(program: Command): void {
     .command('audit')
     .description('the audit log: seal, anchor, verify, log, report, archive');
 
-  common(
+  dba(
     audit
       .command('seal')
       .description('seal committed records into the hash chain (run it often, e.g. every minute)'),
@@ -123,7 +128,7 @@ export function register(program: Command): void {
       process.stdout.write(`${c.green('ok')} sealed ${n} record(s)\n`);
     });
 
-  common(
+  dba(
     audit
       .command('anchor')
       .description('seal, then print the head of the chain; keep it outside the database'),
@@ -140,7 +145,7 @@ export function register(program: Command): void {
       process.stdout.write(`${JSON.stringify(a)}\n`);
     });
 
-  common(
+  dba(
     audit
       .command('verify')
       .description(
@@ -289,7 +294,7 @@ export function register(program: Command): void {
       }
     });
 
-  common(
+  dba(
     audit
       .command('archive')
       .description(
@@ -318,6 +323,15 @@ export function register(program: Command): void {
           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
           WHERE i.inhparent = 'pgwarden_audit.records'::regclass AND c.relname ~ '^records_[0-9]{4}_[0-9]{2}$'
             AND c.relname < ${`records_${o.before.replace('-', '_')}`} ORDER BY c.relname`;
+        const current = `records_${new Date().toISOString().slice(0, 7).replace('-', '_')}`;
+        const open = parts.filter((p) => p.name >= current);
+        if (open.length > 0) {
+          throw new PgwardenError(
+            'month_not_over',
+            `${open.map((p) => p.name).join(', ')} ${open.length === 1 ? 'is' : 'are'} this month or later: only months that are over can be archived`,
+            `Use --before ${new Date().toISOString().slice(0, 7)} or earlier.`,
+          );
+        }
         if (parts.length === 0) {
           process.stdout.write(`${c.green('ok')} nothing to archive before ${o.before}\n`);
           return;
@@ -346,18 +360,26 @@ export function register(program: Command): void {
           const head = `${JSON.stringify({ partition: part.name, from: part.lo, to: part.hi, records: cnt?.n, first_seq: cnt?.first_seq, last_seq: cnt?.last_seq, prev_hash: first[0]?.hash ?? '' })}\n`;
           hash.update(head);
           stream.write(head);
-          await db
-            .unsafe(
-              `SELECT c.seq, c.hash, ${CANONICAL_SQL} AS canonical FROM pgwarden_audit.${part.name} r JOIN pgwarden_audit.chain c ON c.record_id = r.id ORDER BY c.seq`,
-            )
-            .cursor(2000, async (rows) => {
-              for (const r of rows) {
-                const line = `${JSON.stringify({ seq: Number(r.seq), hash: r.hash, record: r.canonical })}\n`;
-                hash.update(line);
-                if (!stream.write(line))
-                  await new Promise<void>((res) => stream.once('drain', () => res()));
-              }
-            });
+          const linkRows = db.unsafe(
+            `SELECT c.seq, c.hash, ${CANONICAL_SQL} AS canonical,
+               CASE WHEN lag(c.seq) OVER (ORDER BY c.seq) IS DISTINCT FROM c.seq - 1
+                    THEN (SELECT p.hash FROM pgwarden_audit.chain p WHERE p.seq = c.seq - 1) END AS prev
+             FROM pgwarden_audit.${part.name} r JOIN pgwarden_audit.chain c ON c.record_id = r.id ORDER BY c.seq`,
+          );
+          // the async iterator waits for each batch to be written
+          for await (const rows of linkRows.cursor(2000)) {
+            for (const r of rows) {
+              // a link whose predecessor is in another month carries that predecessor's hash
+              const link =
+                r.prev === null
+                  ? { seq: Number(r.seq), hash: r.hash, record: r.canonical }
+                  : { seq: Number(r.seq), prev: r.prev ?? '', hash: r.hash, record: r.canonical };
+              const line = `${JSON.stringify(link)}\n`;
+              hash.update(line);
+              if (!stream.write(line))
+                await new Promise<void>((res) => stream.once('drain', () => res()));
+            }
+          }
           await new Promise<void>((res) => stream.end(res));
           const digest = hash.digest('hex');
           await db.begin(async (tx) => {
@@ -366,6 +388,8 @@ export function register(program: Command): void {
             await tx.unsafe(
               `ALTER TABLE pgwarden_audit.records DETACH PARTITION pgwarden_audit.${part.name}`,
             );
+            // a detached partition loses the parent's triggers: it stays append-only
+            await tx`SELECT pgwarden_audit.protect(${part.name})`;
           });
           process.stdout.write(
             `${c.green('ok')} archived ${part.name}: ${cnt?.n} record(s) to ${file} (sha256 ${digest}); the partition is detached and kept as table pgwarden_audit.${part.name}\n`,

@@ -227,7 +227,7 @@ export function register(program: Command): void {
         await runDemo(opts.url, opts.rolePrefix);
         out();
         out(
-          `The CRM stays set up at ${opts.url.replace(/:[^:@/]*@/, ':***@')}: try  psql ... -c "SET ROLE alice; SELECT * FROM crm_api.customers"`,
+          `The CRM stays set up at ${opts.url.replace(/:[^:@/]*@/, ':***@')}: try  psql ... -c "SET ROLE ${opts.rolePrefix}alice; SELECT * FROM crm_api.customers"`,
         );
         return;
       }

@@ -41,10 +41,23 @@ export function auditFunctionName(table: TableModel): string {
   return `changed_${h.toString(16).padStart(8, '0')}`;
 }
 
+/** Text of a value that does not depend on TimeZone, DateStyle or extra_float_digits. */
+function stableText(c: Sql, type: string | null): Sql {
+  const t = (type ?? '').toLowerCase();
+  if (t.startsWith('timestamp') && t.includes('with time zone'))
+    return sql`pg_catalog.to_char(${c} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+  if (t.startsWith('timestamp')) return sql`pg_catalog.to_char(${c}, 'YYYY-MM-DD"T"HH24:MI:SS.US')`;
+  if (t === 'date') return sql`pg_catalog.to_char(${c}, 'YYYY-MM-DD')`;
+  if (t === 'real' || t === 'double precision' || t.startsWith('float'))
+    return sql`(${c})::numeric::text`;
+  return sql`${c}::text`;
+}
+
 function value(table: TableModel, alias: string, column: string): Sql {
   const c = sql`${unsafeRaw(alias)}.${ident(column)}`;
   if (!table.sensitive.includes(column)) return c;
-  return sql`CASE WHEN ${c} IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(k || pg_catalog.convert_to(${c}::text, 'UTF8')), 'hex'), 32) END`;
+  const type = table.columns.find((x) => x.name === column)?.type ?? null;
+  return sql`CASE WHEN ${c} IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(k || pg_catalog.convert_to(${stableText(c, type)}, 'UTF8')), 'hex'), 32) END`;
 }
 
 function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): FunctionObject {

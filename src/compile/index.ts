@@ -94,6 +94,7 @@ export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
   { name: 'offboard', args: ['text', 'text', 'boolean'] },
   { name: 'sweep', args: [] },
   { name: 'me', args: [] },
+  { name: 'pending_requests', args: [] },
 ];
 
 /** Functions the view owner executes inside the write triggers (policy helpers, masks, the bin). */
@@ -207,6 +208,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     ['table_owner', roles.tableOwner],
     ['view_owner', roles.viewOwner],
     ['catalog_owner', roles.catalogOwner],
+    ['audit_owner', roles.auditOwner],
     ['model', model.name],
   ];
   for (const [key, value] of settings) {

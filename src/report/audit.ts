@@ -80,17 +80,11 @@ export async function verify(
   options: { anchor?: Anchor; onProgress?: (n: number) => void } = {},
 ): Promise<VerifyResult> {
   const problems: VerifyProblem[] = [];
+  // archived partitions: their records are in files, by the time range they were recorded in
   const archivedRanges = await db<
-    { first_seq: string | null; last_seq: string | null }[]
-  >`SELECT first_seq, last_seq FROM pgwarden_audit.archives`;
-  const isArchived = (seq: number) =>
-    archivedRanges.some(
-      (a) =>
-        a.first_seq !== null &&
-        a.last_seq !== null &&
-        seq >= Number(a.first_seq) &&
-        seq <= Number(a.last_seq),
-    );
+    { lo: Date; hi: Date }[]
+  >`SELECT range_from AS lo, range_to AS hi FROM pgwarden_audit.archives`;
+  const isArchived = (at: Date) => archivedRanges.some((a) => at >= a.lo && at < a.hi);
   let prev: Buffer = Buffer.alloc(0);
   let expectedSeq = 1;
   let checked = 0;
@@ -99,15 +93,17 @@ export async function verify(
   let lastSeq = 0;
   const hashAt = new Map<number, string>();
   const cursor = db.unsafe(
-    `SELECT c.seq, c.record_id, c.hash, r.id IS NULL AS missing, CASE WHEN r.id IS NULL THEN NULL ELSE ${CANONICAL_SQL} END AS canon
+    `SELECT c.seq, c.record_id, c.hash, c.recorded_at, r.id IS NULL AS missing, CASE WHEN r.id IS NULL THEN NULL ELSE ${CANONICAL_SQL} END AS canon
      FROM pgwarden_audit.chain c LEFT JOIN pgwarden_audit.records r ON r.id = c.record_id
      ORDER BY c.seq`,
   );
-  await cursor.cursor(2000, async (rows) => {
+  // the async iterator waits for each batch to be handled (a callback's promise is not awaited)
+  for await (const rows of cursor.cursor(2000)) {
     for (const row of rows as unknown as {
       seq: string;
       record_id: string;
       hash: string;
+      recorded_at: Date;
       missing: boolean;
       canon: string | null;
     }[]) {
@@ -122,7 +118,7 @@ export async function verify(
         // continue from the stored hash so later links can still be checked
       }
       if (row.missing || row.canon === null) {
-        if (isArchived(seq)) archived += 1;
+        if (isArchived(row.recorded_at)) archived += 1;
         else
           problems.push({
             kind: 'missing_record',
@@ -150,7 +146,7 @@ export async function verify(
       if (options.anchor && seq === options.anchor.seq) hashAt.set(seq, row.hash);
       if (checked % 10000 === 0) options.onProgress?.(checked);
     }
-  });
+  }
   // genuine records of transactions older than the last complete seal are all sealed: an
   // unsealed one was inserted behind pgwarden's back
   const [stats] = await db<{ unsealed: string; suspicious: { id: string }[] | null }[]>`
@@ -238,10 +234,10 @@ export async function streamLog(
       AND (${filter.from ?? null}::timestamptz IS NULL OR recorded_at >= ${filter.from ?? null}::timestamptz)
       AND (${filter.to ?? null}::timestamptz IS NULL OR recorded_at < ${filter.to ?? null}::timestamptz)
     ORDER BY id`;
-  await q.cursor(2000, async (rows) => {
+  for await (const rows of q.cursor(2000)) {
     n += rows.length;
     await onRows(rows as unknown as Record<string, unknown>[]);
-  });
+  }
   return n;
 }
 

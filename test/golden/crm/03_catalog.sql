@@ -440,7 +440,7 @@ BEGIN
   -- An existing role becomes a person only when a superuser says so, and never one of
   -- pgwarden's own roles or a privileged one: the authenticator would become a member of it.
   IF r IN (pgwarden._setting('authenticator'), pgwarden._setting('people_role'), pgwarden._setting('table_owner'),
-           pgwarden._setting('view_owner'), pgwarden._setting('catalog_owner'))
+           pgwarden._setting('view_owner'), pgwarden._setting('catalog_owner'), pgwarden._setting('audit_owner'))
      OR EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = r
                 AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolreplication OR x.rolname LIKE 'pg\_%'))
   THEN
@@ -925,6 +925,10 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'Approvers hold one of: ' || COALESCE((SELECT pg_catalog.string_agg(name, ', ' ORDER BY name) FROM pgwarden.jobs WHERE approver), '(none)');
   END IF;
+  IF r.valid_until IS NOT NULL AND r.valid_until <= now() THEN
+    RAISE EXCEPTION 'job request % asked for % until %, which has passed', request_id, r.job, r.valid_until
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Reject it, and ask for a new request with a later end.';
+  END IF;
   IF pgwarden._person(r.requested_by) = who OR r.person = who THEN
     RAISE EXCEPTION 'permission denied: % may not approve a request % made or that is for themselves', who, request_id
       USING ERRCODE = 'insufficient_privilege', HINT = 'Another approver must decide it.';
@@ -958,6 +962,48 @@ BEGIN
   END IF;
   UPDATE pgwarden.job_requests x SET status = 'rejected', decided_by = pgwarden.caller(), decided_at = now(), reason = reject_job_request.reason
   WHERE x.id = request_id;
+END
+$$;
+
+-- Requests waiting for a decision, for approvers, administrators and superusers.
+CREATE FUNCTION pgwarden.pending_requests()
+RETURNS TABLE (id bigint, person text, job text, valid_until timestamptz, requested_by name, requested_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  caller name := pgwarden.caller();
+  who text := pgwarden._person(caller);
+BEGIN
+  IF NOT (EXISTS (SELECT FROM pg_catalog.pg_roles x WHERE x.rolname = caller AND x.rolsuper)
+          OR EXISTS (SELECT FROM pgwarden.job_grants g JOIN pgwarden.jobs j ON j.name = g.job
+                     WHERE g.person = who AND (j.approver OR j.admin)
+                       AND pgwarden._active(g.valid_from, g.valid_until, g.revoked_at))) THEN
+    RAISE EXCEPTION 'permission denied: % may not list job requests', COALESCE(who, caller::text)
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Approvers and administrators list them.';
+  END IF;
+  RETURN QUERY SELECT r.id, r.person, r.job, r.valid_until, r.requested_by, r.requested_at
+    FROM pgwarden.job_requests r WHERE r.status = 'pending' ORDER BY r.id;
+END
+$$;
+
+-- Nobody moves a person into a subtree they manage (that would widen what they see).
+CREATE OR REPLACE FUNCTION pgwarden.move_person(person text, unit text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  who name := pgwarden._assert_admin();
+BEGIN
+  PERFORM pgwarden._require_person(person);
+  IF NOT EXISTS (SELECT FROM pgwarden.units u WHERE u.name = move_person.unit) THEN
+    RAISE EXCEPTION 'unit "%" does not exist', move_person.unit USING ERRCODE = 'no_data_found';
+  END IF;
+  IF move_person.unit = ANY (pgwarden.subtree_units(who)) THEN
+    RAISE EXCEPTION 'permission denied: % manages "%", so may not move % into it', who, move_person.unit, person
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Ask an administrator who does not manage the target unit.';
+  END IF;
+  UPDATE pgwarden.people p SET unit = move_person.unit WHERE p.name = person;
 END
 $$;
 
@@ -1468,6 +1514,37 @@ VALUES (pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text 
 
 -- ------------------------------------------------------------------ partitions
 
+-- Refuses changes to audit data, even by the owner (ENABLE ALWAYS: replica mode cannot skip it).
+CREATE FUNCTION pgwarden_audit.refuse_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RAISE EXCEPTION 'audit data is append-only: % on %.% is refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege', HINT = 'Old partitions are archived with pgwarden audit archive, never changed.';
+END
+$$;
+
+-- Row triggers on a partitioned table reach its partitions, statement (TRUNCATE) triggers do
+-- not, and a detached partition keeps neither: this puts both on one table of the schema.
+CREATE FUNCTION pgwarden_audit.protect(tbl text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  rel regclass := pg_catalog.format('pgwarden_audit.%I', tbl)::regclass;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND t.tgname = 'append_only_truncate') THEN
+    EXECUTE pg_catalog.format('CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change()', rel);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER append_only_truncate', rel);
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND t.tgname IN ('append_only', 'append_only_row')) THEN
+    EXECUTE pg_catalog.format('CREATE TRIGGER append_only_row BEFORE UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change()', rel);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER append_only_row', rel);
+  END IF;
+END
+$$;
+
 -- Monthly partitions from `from_month` for `months` months (idempotent).
 CREATE FUNCTION pgwarden_audit.ensure_partitions(from_month date DEFAULT NULL, months integer DEFAULT 13) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
@@ -1488,13 +1565,15 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pgwarden_audit.archives a WHERE a.partition_name = name)
        AND NOT EXISTS (SELECT FROM pgwarden_audit.records_default d WHERE d.recorded_at >= lo AND d.recorded_at < hi) THEN
       EXECUTE pg_catalog.format('CREATE TABLE pgwarden_audit.%I PARTITION OF pgwarden_audit.records FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
+      PERFORM pgwarden_audit.protect(name);
       made := made + 1;
     END IF;
   END LOOP;
   RETURN made;
 END
 $$;
-SELECT pgwarden_audit.ensure_partitions();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON pgwarden_audit.records_default FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
+ALTER TABLE pgwarden_audit.records_default ENABLE ALWAYS TRIGGER append_only_truncate;
 
 -- ------------------------------------------------------------------ writing
 
@@ -1561,21 +1640,14 @@ BEGIN
 END
 $$;
 
--- Refuses changes to audit data (on records, chain, archives, seal_state's deletes), even by the owner.
-CREATE FUNCTION pgwarden_audit.refuse_change() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  RAISE EXCEPTION 'audit data is append-only: % on %.% is refused', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
-    USING ERRCODE = 'insufficient_privilege', HINT = 'Old partitions are archived with pgwarden audit archive, never changed.';
-END
-$$;
+-- Append-only, for every table of the log (the partitions get theirs from protect()).
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON pgwarden_audit.records FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON pgwarden_audit.records FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON pgwarden_audit.chain FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON pgwarden_audit.chain FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON pgwarden_audit.archives FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON pgwarden_audit.archives FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
+ALTER TABLE pgwarden_audit.archives ENABLE ALWAYS TRIGGER append_only_truncate;
 ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only_truncate;
 ALTER TABLE pgwarden_audit.chain ENABLE ALWAYS TRIGGER append_only;
@@ -1699,6 +1771,9 @@ CREATE VIEW pgwarden_audit.data_changes WITH (security_barrier) AS
 CREATE VIEW pgwarden_audit.permission_changes WITH (security_barrier) AS
   SELECT * FROM pgwarden_audit.log WHERE kind IN ('permission', 'apply');
 
+-- monthly partitions, after the parent's triggers exist (their row triggers are cloned)
+SELECT pgwarden_audit.ensure_partitions();
+
 REVOKE ALL ON ALL TABLES IN SCHEMA pgwarden_audit FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pgwarden_audit FROM PUBLIC;;
 RESET ROLE;
@@ -1729,6 +1804,9 @@ INSERT INTO "pgwarden"."jobs" ("name", "description", "admin", "privileged", "ap
 
 -- pgwarden.jobs row "support_agent"
 INSERT INTO "pgwarden"."jobs" ("name", "description", "admin", "privileged", "approver", "audit_reader") VALUES ('support_agent', 'helps active customers', false, false, false, false) ON CONFLICT ("name") DO UPDATE SET "description" = EXCLUDED."description", "admin" = EXCLUDED."admin", "privileged" = EXCLUDED."privileged", "approver" = EXCLUDED."approver", "audit_reader" = EXCLUDED."audit_reader";
+
+-- pgwarden.settings row "audit_owner"
+INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('audit_owner', 'pgwarden_audit') ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value";
 
 -- pgwarden.settings row "authenticator"
 INSERT INTO "pgwarden"."settings" ("key", "value") VALUES ('authenticator', 'crm_app') ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value";

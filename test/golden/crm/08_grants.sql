@@ -138,6 +138,9 @@ GRANT EXECUTE ON FUNCTION "pgwarden"."my_units"(name) TO "crm_people";
 -- EXECUTE on function "pgwarden"."offboard"(text, text, boolean) to "crm_people"
 GRANT EXECUTE ON FUNCTION "pgwarden"."offboard"(text, text, boolean) TO "crm_people";
 
+-- EXECUTE on function "pgwarden"."pending_requests"() to "crm_people"
+GRANT EXECUTE ON FUNCTION "pgwarden"."pending_requests"() TO "crm_people";
+
 -- EXECUTE on function "pgwarden"."person_name"(name) to "crm_api_owner"
 GRANT EXECUTE ON FUNCTION "pgwarden"."person_name"(name) TO "crm_api_owner";
 
