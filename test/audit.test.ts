@@ -97,7 +97,9 @@ describe('every write path leaves exactly one record per changed row, with the t
     // the bin's copy of the row is in the log only as a keyed hash
     const bin = await records(`id > ${before} AND table_name = 'pgwarden.recycle_bin'`);
     expect(bin).toHaveLength(1);
-    expect(String((bin[0]?.changes.row_data as { new: string } | undefined)?.new)).toMatch(/^hmac:/);
+    expect(String((bin[0]?.changes.row_data as { new: string } | undefined)?.new)).toMatch(
+      /^hmac:/,
+    );
   });
 
   it('upsert, MERGE and COPY FROM on the base table (by the administrator) are recorded too', async () => {
