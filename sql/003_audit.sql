@@ -38,8 +38,7 @@ COMMENT ON COLUMN pgwarden_audit.records.changes IS
 COMMENT ON COLUMN pgwarden_audit.records.person IS 'The person acting (pgwarden person name), NULL when the actor is no person.';
 COMMENT ON COLUMN pgwarden_audit.records.actor IS 'The role acting: SET ROLE target, or the login role.';
 COMMENT ON COLUMN pgwarden_audit.records.authenticator IS 'session_user: the login role (the application, or a person logging in directly).';
-CREATE INDEX records_id ON pgwarden_audit.records (id);
-CREATE INDEX records_table_row ON pgwarden_audit.records (table_name, row_key);
+-- Only the index the sealer needs: every index is paid for by every write.
 CREATE INDEX records_txid ON pgwarden_audit.records (txid);
 CREATE TABLE pgwarden_audit.records_default PARTITION OF pgwarden_audit.records DEFAULT;
 

@@ -132,6 +132,20 @@ describe('every write path leaves exactly one record per changed row, with the t
     expect(JSON.stringify(recs)).not.toContain('13811112222');
   });
 
+  it('a bulk UPDATE (planned for its size) and a single-row UPDATE after it in the same session are both recorded', async () => {
+    await t.sql`INSERT INTO crm.contacts (customer_id, name) SELECT 5, 'Bulk ' || g FROM generate_series(1, 150) g`;
+    const before = await maxId();
+    const r = await t.sql.begin(async (tx) => {
+      const bulk = await tx`UPDATE crm.contacts SET title = title`;
+      const one =
+        await tx`UPDATE crm.contacts SET title = title WHERE id = (SELECT min(id) FROM crm.contacts)`;
+      return bulk.count + one.count;
+    });
+    const recs = await records(`id > ${before} AND kind = 'data'`);
+    expect(recs).toHaveLength(r);
+    expect(r).toBeGreaterThan(150);
+  });
+
   it('TRUNCATE of a protected table is refused, even for a superuser, except as the owner role', async () => {
     await expect(t.sql`TRUNCATE crm.deals`).rejects.toMatchObject({
       code: '42501',

@@ -78,6 +78,8 @@ export interface FunctionObject {
   owner: string;
   body: string;
   comment: string;
+  /** extra settings of the function (SET name = value), besides the pinned search_path */
+  config?: Readonly<Record<string, string>>;
 }
 
 export interface ViewObject {

@@ -57,7 +57,7 @@ function value(table: TableModel, alias: string, column: string): Sql {
   const c = sql`${unsafeRaw(alias)}.${ident(column)}`;
   if (!table.sensitive.includes(column)) return c;
   const type = table.columns.find((x) => x.name === column)?.type ?? null;
-  return sql`CASE WHEN ${c} IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(k || pg_catalog.convert_to(${stableText(c, type)}, 'UTF8')), 'hex'), 32) END`;
+  return sql`CASE WHEN ${c} IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(${stableText(c, type)}, 'UTF8')), 'hex'), 32) END`;
 }
 
 function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): FunctionObject {
@@ -65,16 +65,18 @@ function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): 
   const cols = table.columns.map((c) => c.name);
   const obj = (parts: Sql[]) =>
     sql`pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(\n        ${join(parts, ',\n        ')}))`;
-  const inserted = obj(
-    cols.map(
-      (c) => sql`${literal(c)}, pg_catalog.jsonb_build_object('new', ${value(table, 'n', c)})`,
-    ),
-  );
-  const deleted = obj(
-    cols.map(
-      (c) => sql`${literal(c)}, pg_catalog.jsonb_build_object('old', ${value(table, 'o', c)})`,
-    ),
-  );
+  // INSERT records the new row, DELETE the old one: one to_jsonb of the row (fast), with the
+  // sensitive columns replaced by keyed hashes. UPDATE records only the changed columns.
+  const sens = cols.filter((c) => table.sensitive.includes(c));
+  const rowJson = (alias: string) =>
+    sens.length === 0
+      ? sql`pg_catalog.to_jsonb(${unsafeRaw(alias)})`
+      : sql`pg_catalog.to_jsonb(${unsafeRaw(alias)}) || pg_catalog.jsonb_build_object(${join(
+          sens.map((c) => sql`${literal(c)}, ${value(table, alias, c)}`),
+          ', ',
+        )})`;
+  const inserted = sql`pg_catalog.jsonb_build_object('new', ${rowJson('n')})`;
+  const deleted = sql`pg_catalog.jsonb_build_object('old', ${rowJson('o')})`;
   const updated = obj(
     cols.map(
       (c) =>
@@ -87,21 +89,33 @@ function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): 
     keyExpr: Sql,
     changes: Sql,
     from: Sql,
-  ) => sql`INSERT INTO ${qualified(AUDIT_SCHEMA, 'records')} (kind, table_name, operation, row_key, changes, person, actor, authenticator)
-    SELECT 'data', ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, who, actor, session_user
-    FROM ${from};`;
+    actor: Sql = unsafeRaw('actor'),
+  ) =>
+    sql`INSERT INTO ${qualified(AUDIT_SCHEMA, 'records')} (kind, table_name, operation, row_key, changes, person, actor, authenticator)
+      SELECT 'data', ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, (SELECT p.name FROM pgwarden.people p WHERE p.role = ${actor} AND p.active), ${actor}, session_user
+      FROM ${from}`;
+  const updateFrom = sql`old_rows o FULL JOIN new_rows n ON o.${key} = n.${key}`;
+  const updateKey = sql`COALESCE(n.${key}, o.${key})::text`;
+  const updateSql = insert('UPDATE', updateKey, updated, updateFrom);
+  const updateDynamic = insert('UPDATE', updateKey, updated, updateFrom, unsafeRaw('$1::name'));
+  // One statement per trigger call (the person and the hash key are subqueries of it). A
+  // large UPDATE is planned for its own size (dynamic SQL), so that its plan is never the one
+  // cached for the single-row updates that follow in the same session.
   const body = sql`
 DECLARE
-  k bytea := (SELECT hk.key FROM ${qualified(AUDIT_SCHEMA, 'hash_key')} hk);
-  actor name := ${qualified('pgwarden', 'caller')}();
-  who text := ${qualified('pgwarden', 'person_name')}(${qualified('pgwarden', 'caller')}());
+  actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
+                     ELSE pg_catalog.current_setting('role')::name END;
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    ${insert('INSERT', sql`n.${key}::text`, inserted, unsafeRaw('new_rows n'))}
+    ${insert('INSERT', sql`n.${key}::text`, inserted, unsafeRaw('new_rows n'))};
   ELSIF TG_OP = 'UPDATE' THEN
-    ${insert('UPDATE', sql`COALESCE(n.${key}, o.${key})::text`, updated, sql`old_rows o FULL JOIN new_rows n ON o.${key} = n.${key}`)}
+    IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
+      EXECUTE ${literal(updateDynamic.text)} USING actor;
+    ELSE
+      ${updateSql};
+    END IF;
   ELSE
-    ${insert('DELETE', sql`o.${key}::text`, deleted, unsafeRaw('old_rows o'))}
+    ${insert('DELETE', sql`o.${key}::text`, deleted, unsafeRaw('old_rows o'))};
   END IF;
   RETURN NULL;
 END

@@ -274,6 +274,10 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       grant({ kind: 'function', schema: 'pgwarden', name: f, args }, ['EXECUTE'], roles.auditOwner),
     );
   }
+  // the audit triggers look up the acting person themselves (cheaper than the helper chain)
+  out.push(
+    grant({ kind: 'table', schema: 'pgwarden', name: 'people' }, ['SELECT'], roles.auditOwner),
+  );
   for (const v of ['log', 'data_changes', 'permission_changes']) {
     out.push(grant({ kind: 'table', schema: AUDIT_SCHEMA, name: v }, ['SELECT'], roles.people));
   }

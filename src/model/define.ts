@@ -76,6 +76,37 @@ export function table<T extends PgTable>(t: T, spec: TableSpecInput<ColumnNames<
   if (spec.claims !== undefined) out.claims = spec.claims;
   if (spec.recycleBin !== undefined) out.recycleBin = spec.recycleBin;
   if (spec.sensitive !== undefined) out.sensitive = spec.sensitive.map(sqlName);
+  if (spec.reveal !== undefined) {
+    const columns: Record<string, readonly string[]> = {};
+    for (const [k, who] of Object.entries(spec.reveal.columns) as [
+      string,
+      readonly string[] | undefined,
+    ][]) {
+      if (who !== undefined) columns[sqlName(k)] = who;
+    }
+    out.reveal = { columns, perDay: spec.reveal.perDay };
+  }
+  if (spec.exports !== undefined) {
+    const exports: Record<
+      string,
+      { columns: string[]; perDay: number; approval?: { columns: string[]; approvers?: 1 | 2 } }
+    > = {};
+    for (const [job, e] of Object.entries(spec.exports)) {
+      exports[job] = {
+        columns: e.columns.map(sqlName),
+        perDay: e.perDay,
+        ...(e.approval
+          ? {
+              approval: {
+                columns: e.approval.columns.map(sqlName),
+                ...(e.approval.approvers ? { approvers: e.approval.approvers } : {}),
+              },
+            }
+          : {}),
+      };
+    }
+    out.exports = exports;
+  }
   return out;
 }
 

@@ -93,6 +93,23 @@ export interface TableSpecInput<C extends string = string> {
   recycleBin?: { retentionDays: number };
   /** columns whose values the audit log stores as keyed hashes (default: the columns with cells) */
   sensitive?: readonly C[];
+  /** one cell unmasked on purpose: who may reveal which column (relations as in cells), per-person daily quota */
+  reveal?: { columns: Partial<Record<C, readonly string[]>>; perDay: number };
+  /**
+   * Export per job: the columns it may export (others are refused even if visible on screen),
+   * a daily row quota, and columns that need an approved request (by one or two approvers).
+   * Jobs not listed may not export.
+   */
+  exports?: Readonly<
+    Record<
+      string,
+      {
+        columns: readonly C[];
+        perDay: number;
+        approval?: { columns: readonly C[]; approvers?: 1 | 2 };
+      }
+    >
+  >;
 }
 
 /** A table as given in YAML / JSON or as resolved from drizzle. */
@@ -133,6 +150,8 @@ export interface ModelInput {
   approvals?: { approvers: readonly string[] };
   /** jobs whose holders read the audit log */
   audit?: { readers: readonly string[] };
+  /** alerts: an export of more rows than this raises one (default 1000) */
+  alerts?: { exportRowsAbove?: number };
   masks?: Readonly<Record<string, MaskInput>>;
   tables: Readonly<Record<string, TableInput>>;
 }
@@ -194,6 +213,16 @@ export interface TableModel {
   recycleBin: { retentionDays: number } | null;
   /** columns stored as keyed hashes in the audit log */
   sensitive: readonly string[];
+  reveal: { columns: readonly EditRule[]; perDay: number } | null;
+  exports: readonly ExportRule[];
+}
+
+export interface ExportRule {
+  job: string;
+  columns: readonly string[];
+  perDay: number;
+  approvalColumns: readonly string[];
+  approvers: 1 | 2;
 }
 
 /** A column that may be changed by people related to the row in one of these ways. */
@@ -225,6 +254,7 @@ export interface Model {
   approvers: readonly string[];
   /** jobs that read the audit log */
   auditReaders: readonly string[];
+  alerts: { exportRowsAbove: number };
   masks: readonly Mask[];
   tables: readonly TableModel[];
 }

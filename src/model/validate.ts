@@ -22,6 +22,7 @@ import {
   type Column,
   type Command,
   type EditRule,
+  type ExportRule,
   type Job,
   type Level,
   type Mask,
@@ -353,7 +354,7 @@ export async function validateModel(
   }
   v.fields(
     input,
-    ['name', 'schemas', 'roles', 'jobs', 'approvals', 'audit', 'masks', 'tables'],
+    ['name', 'schemas', 'roles', 'jobs', 'approvals', 'audit', 'alerts', 'masks', 'tables'],
     [],
   );
 
@@ -586,6 +587,8 @@ export async function validateModel(
         'claims',
         'recycleBin',
         'sensitive',
+        'reveal',
+        'exports',
       ],
       path,
     );
@@ -1224,6 +1227,141 @@ export async function validateModel(
     }
     sensitive = [...new Set(sensitive)].sort(cmp);
 
+    // reveal: one cell unmasked on purpose
+    let reveal: { columns: EditRule[]; perDay: number } | null = null;
+    if (t.reveal !== undefined && t.reveal !== null) {
+      const rp: PathSegment[] = [...path, 'reveal'];
+      if (!isRecord(t.reveal) || !isRecord(t.reveal.columns)) {
+        v.structure(rp, 'an object { columns: { column: [relations] }, perDay }', t.reveal);
+      } else {
+        v.fields(t.reveal, ['columns', 'perDay'], rp);
+        const perDay = t.reveal.perDay;
+        let good = typeof perDay === 'number' && Number.isInteger(perDay) && perDay >= 1;
+        if (!good)
+          v.structure(
+            [...rp, 'perDay'],
+            'a whole number of reveals per person per day (at least 1)',
+            perDay,
+          );
+        const cols: EditRule[] = [];
+        for (const [column, who] of Object.entries(t.reveal.columns)) {
+          const cp: PathSegment[] = [...rp, 'columns', column];
+          if (!checkCol(column, cp, 'a revealable column')) good = false;
+          if (!Array.isArray(who) || who.length === 0 || who.some((w) => typeof w !== 'string')) {
+            v.structure(cp, 'a non-empty list of relations (own, subtree, parent:own, ...)', who);
+            good = false;
+            continue;
+          }
+          const whens: CellWhen[] = [];
+          for (const [wi, w] of (who as string[]).entries()) {
+            const when = parseWhen(w, [...cp, wi], `Reveal of ${JSON.stringify(column)}`);
+            if (!when) good = false;
+            else if (when.kind === 'job') {
+              v.add(
+                'unknown_relation',
+                [...cp, wi],
+                `Reveal rights are by relation to the row (own, subtree, shared, ...), not by job (${JSON.stringify(w)}).`,
+                'Use a relation of the row, e.g. own or subtree.',
+              );
+              good = false;
+            } else whens.push(when);
+          }
+          cols.push({ column, who: whens });
+        }
+        if (good)
+          reveal = {
+            columns: cols.sort((a, b) => cmp(a.column, b.column)),
+            perDay: perDay as number,
+          };
+      }
+    }
+
+    // exports per job
+    const exportRules: ExportRule[] = [];
+    if (t.exports !== undefined && t.exports !== null) {
+      const xp: PathSegment[] = [...path, 'exports'];
+      if (!isRecord(t.exports))
+        v.structure(xp, 'an object of job -> { columns, perDay, approval? }', t.exports);
+      else
+        for (const [job, spec] of Object.entries(t.exports)) {
+          const jp: PathSegment[] = [...xp, job];
+          if (job === ANY_JOB) {
+            v.add(
+              'unknown_job',
+              jp,
+              'Exports are granted to named jobs, not "*".',
+              'Name the jobs that may export.',
+            );
+            continue;
+          }
+          if (!knownJob(job, jp)) continue;
+          if (!isRecord(spec)) {
+            v.structure(jp, 'an object { columns, perDay, approval? }', spec);
+            continue;
+          }
+          v.fields(spec, ['columns', 'perDay', 'approval'], jp);
+          let good = true;
+          const cols = Array.isArray(spec.columns) ? (spec.columns as unknown[]) : null;
+          if (!cols || cols.length === 0 || cols.some((c) => typeof c !== 'string')) {
+            v.structure([...jp, 'columns'], 'a non-empty list of column names', spec.columns);
+            good = false;
+          } else {
+            for (const [ci, c] of (cols as string[]).entries()) {
+              if (!checkCol(c, [...jp, 'columns', ci], 'an exportable column')) good = false;
+            }
+          }
+          const perDay = spec.perDay;
+          if (typeof perDay !== 'number' || !Number.isInteger(perDay) || perDay < 1) {
+            v.structure(
+              [...jp, 'perDay'],
+              'a whole number of rows per person per day (at least 1)',
+              perDay,
+            );
+            good = false;
+          }
+          let approvalColumns: string[] = [];
+          let approvers: 1 | 2 = 1;
+          if (spec.approval !== undefined && spec.approval !== null) {
+            const ap: PathSegment[] = [...jp, 'approval'];
+            if (!isRecord(spec.approval) || !Array.isArray(spec.approval.columns)) {
+              v.structure(ap, 'an object { columns: [...], approvers?: 1 | 2 }', spec.approval);
+              good = false;
+            } else {
+              v.fields(spec.approval, ['columns', 'approvers'], ap);
+              approvalColumns = (spec.approval.columns as unknown[]).filter(
+                (c): c is string => typeof c === 'string',
+              );
+              for (const [ci, c] of approvalColumns.entries()) {
+                if (cols && !(cols as string[]).includes(c)) {
+                  v.add(
+                    'conflicting_rule',
+                    [...ap, 'columns', ci],
+                    `Column ${JSON.stringify(c)} needs approval for export but is not in the exportable columns of ${JSON.stringify(job)}.`,
+                    'Add it to columns, or remove it from approval.columns.',
+                  );
+                  good = false;
+                }
+              }
+              const n = spec.approval.approvers;
+              if (n !== undefined && n !== 1 && n !== 2) {
+                v.structure([...ap, 'approvers'], '1 or 2', n);
+                good = false;
+              } else if (n === 2) approvers = 2;
+            }
+          }
+          if (good) {
+            exportRules.push({
+              job,
+              columns: [...(cols as string[])],
+              perDay: perDay as number,
+              approvalColumns: [...approvalColumns].sort(cmp),
+              approvers,
+            });
+          }
+        }
+    }
+    exportRules.sort((a, b) => cmp(a.job, b.job));
+
     let keyType = 'bigint';
     const keyCol = info.columns.find((c) => c.name === info.keyColumn);
     if (typeof t.keyType === 'string') keyType = normalizeKeyType(t.keyType);
@@ -1255,6 +1393,8 @@ export async function validateModel(
       claims,
       recycleBin,
       sensitive,
+      reveal,
+      exports: exportRules,
     });
   }
 
@@ -1346,6 +1486,33 @@ export async function validateModel(
     }
   }
 
+  // ------------------------------------------------------------ alerts
+  let exportRowsAbove = 1000;
+  if (input.alerts !== undefined && input.alerts !== null) {
+    if (!isRecord(input.alerts))
+      v.structure(['alerts'], 'an object { exportRowsAbove }', input.alerts);
+    else {
+      v.fields(input.alerts, ['exportRowsAbove'], ['alerts']);
+      const n = input.alerts.exportRowsAbove;
+      if (n !== undefined) {
+        if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+          v.structure(['alerts', 'exportRowsAbove'], 'a whole number of rows', n);
+        } else exportRowsAbove = n;
+      }
+    }
+  }
+  if (
+    approvers.length === 0 &&
+    tables.some((tb) => tb.exports.some((e) => e.approvalColumns.length > 0))
+  ) {
+    v.add(
+      'conflicting_rule',
+      ['approvals'],
+      'Some exports need an approved request, but no approvals.approvers are set, so nobody could approve one.',
+      'Add approvals: { approvers: [<job>] }.',
+    );
+  }
+
   if (v.problems.length > 0) return { model: null, problems: v.problems };
   const model: Model = {
     name,
@@ -1354,6 +1521,7 @@ export async function validateModel(
     jobs: jobs.sort((a, b) => cmp(a.name, b.name)),
     approvers: [...new Set(approvers)].sort(cmp),
     auditReaders: [...new Set(auditReaders)].sort(cmp),
+    alerts: { exportRowsAbove },
     masks: masks.sort((a, b) => cmp(a.name, b.name)),
     tables: tables.sort((a, b) => cmp(a.name, b.name)),
   };

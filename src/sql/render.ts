@@ -230,7 +230,15 @@ END`,
       return [
         sql`CREATE OR REPLACE FUNCTION ${fn}(${args}) RETURNS ${typeName(o.returns)}
 LANGUAGE ${unsafeRaw(o.language)} ${unsafeRaw(VOLATILITY[o.volatility])}${unsafeRaw(o.securityDefiner ? ' SECURITY DEFINER' : '')}
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp${unsafeRaw(
+          Object.entries(o.config ?? {})
+            .map(([k, v]) => {
+              if (!/^[a-z_]+$/.test(k) || !/^[a-z_0-9]+$/.test(v))
+                throw new Error(`unsupported function setting ${k} = ${v}`);
+              return `\nSET ${k} = ${v}`;
+            })
+            .join(''),
+        )}
 AS ${dollar(unsafeRaw(o.body))}`,
         sql`ALTER FUNCTION ${fn}(${argTypes}) OWNER TO ${ident(o.owner)}`,
         sql`REVOKE ALL ON FUNCTION ${fn}(${argTypes}) FROM PUBLIC`,
