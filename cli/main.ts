@@ -4,6 +4,7 @@ import { PgwardenError } from '../src/errors.js';
 import { register as admin } from './commands/admin.js';
 import { register as applyCmd } from './commands/apply.js';
 import { register as audit } from './commands/audit.js';
+import { register as data } from './commands/data.js';
 import { register as demo } from './commands/demo.js';
 import { register as generate } from './commands/generate.js';
 import { register as plan } from './commands/plan.js';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   demo(program);
   admin(program);
   audit(program);
+  data(program);
   program.addHelpText(
     'after',
     '\nQuick start:\n  $ pgwarden demo\n  $ pgwarden plan --model examples/crm/model.ts --url "$DATABASE_URL"\n',

@@ -93,12 +93,12 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  id bigint;
+  new_id bigint;
 BEGIN
   INSERT INTO pgwarden.alerts (kind, person, table_name, detail) VALUES (kind, person, tbl, COALESCE(detail, '{}'))
-  RETURNING alerts.id INTO id;
+  RETURNING alerts.id INTO new_id;
   PERFORM pg_catalog.pg_notify('pgwarden_alerts', pg_catalog.jsonb_build_object(
-    'id', id, 'kind', kind, 'person', person, 'table', tbl, 'detail', COALESCE(detail, '{}'),
+    'id', new_id, 'kind', kind, 'person', person, 'table', tbl, 'detail', COALESCE(detail, '{}'),
     'at', pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))::text);
 END
 $$;
@@ -176,7 +176,7 @@ DECLARE
   h text;
   why text;
   code text := 'denied';
-  id bigint;
+  new_id bigint;
 BEGIN
   SELECT * INTO r FROM pgwarden.reveal_rules x WHERE x.table_name = tbl AND x.column_name = col;
   IF NOT FOUND THEN
@@ -207,16 +207,16 @@ BEGIN
     END IF;
   END IF;
   INSERT INTO pgwarden.reveals (person, table_name, row_key, column_name, granted, reason)
-  VALUES (who, tbl, row_key, col, why IS NULL, why) RETURNING reveals.id INTO id;
+  VALUES (who, tbl, row_key, col, why IS NULL, why) RETURNING reveals.id INTO new_id;
   IF why IS NULL THEN
-    PERFORM pgwarden_audit.record_event('reveal', t.schema_name || '.' || t.table_name, row_key, pg_catalog.jsonb_build_object('column', col, 'reveal', id));
-    RETURN pg_catalog.jsonb_build_object('ok', true, 'reveal', id);
+    PERFORM pgwarden_audit.record_event('reveal', t.schema_name || '.' || t.table_name, row_key, pg_catalog.jsonb_build_object('column', col, 'reveal', new_id));
+    RETURN pg_catalog.jsonb_build_object('ok', true, 'reveal', new_id);
   END IF;
   PERFORM pgwarden_audit.record_event('denied', t.schema_name || '.' || t.table_name, row_key,
     pg_catalog.jsonb_build_object('action', 'reveal', 'column', col, 'reason', why, 'code', code));
   PERFORM pgwarden._alert(CASE code WHEN 'quota' THEN 'reveal_quota' ELSE 'reveal_refused' END, who, tbl,
-    pg_catalog.jsonb_build_object('row_key', row_key, 'column', col, 'reveal', id));
-  RETURN pg_catalog.jsonb_build_object('ok', false, 'reason', why, 'code', code, 'reveal', id);
+    pg_catalog.jsonb_build_object('row_key', row_key, 'column', col, 'reveal', new_id));
+  RETURN pg_catalog.jsonb_build_object('ok', false, 'reason', why, 'code', code, 'reveal', new_id);
 END
 $$;
 COMMENT ON FUNCTION pgwarden.reveal(text, text, text) IS
@@ -266,23 +266,23 @@ DECLARE
   who text := pgwarden._require_caller();
   t pgwarden.tables := pgwarden._table(tbl);
   rule pgwarden.export_rules;
-  id bigint;
+  new_id bigint;
 BEGIN
-  IF reason IS NULL OR pg_catalog.btrim(reason) = '' THEN
+  IF request_export.reason IS NULL OR pg_catalog.btrim(request_export.reason) = '' THEN
     RAISE EXCEPTION 'an export request needs a reason' USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  PERFORM pgwarden._filter_sql(COALESCE(filter, '{}'), pgwarden._columns_of(t));
+  PERFORM pgwarden._filter_sql(COALESCE(request_export.filter, '{}'), pgwarden._columns_of(t));
   SELECT x.* INTO rule FROM pgwarden.export_rules x
-  WHERE x.table_name = tbl AND pgwarden._has_any_job(who, ARRAY[x.job]) AND columns <@ x.columns
+  WHERE x.table_name = tbl AND pgwarden._has_any_job(who, ARRAY[x.job]) AND request_export.columns <@ x.columns
   ORDER BY pg_catalog.cardinality(x.columns) DESC LIMIT 1;
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'permission denied: no export rule lets % export % of %', who, columns, tbl
+    RAISE EXCEPTION 'permission denied: no export rule lets % export % of %', who, request_export.columns, tbl
       USING ERRCODE = 'insufficient_privilege';
   END IF;
   INSERT INTO pgwarden.export_requests (person, table_name, columns, filter, reason, row_estimate, valid_until, approvals_needed)
-  VALUES (who, tbl, columns, COALESCE(filter, '{}'), reason, row_estimate, pg_catalog.now() + valid_for, rule.approvers)
-  RETURNING export_requests.id INTO id;
-  RETURN id;
+  VALUES (who, tbl, request_export.columns, COALESCE(request_export.filter, '{}'), request_export.reason, request_export.row_estimate, pg_catalog.now() + valid_for, rule.approvers)
+  RETURNING export_requests.id INTO new_id;
+  RETURN new_id;
 END
 $$;
 
@@ -392,38 +392,38 @@ DECLARE
   used integer;
   why text;
   code text := 'denied';
-  id bigint;
+  new_id bigint;
   limit_rows integer := COALESCE(pgwarden._setting('alert_export_rows')::integer, 1000);
 BEGIN
-  where_sql := pgwarden._filter_sql(COALESCE(filter, '{}'), pgwarden._columns_of(t));
+  where_sql := pgwarden._filter_sql(COALESCE(export.filter, '{}'), pgwarden._columns_of(t));
   -- the rule of a job the person holds that covers the most (or the asked) columns
   SELECT x.* INTO rule FROM pgwarden.export_rules x
   WHERE x.table_name = tbl AND pgwarden._has_any_job(who, ARRAY[x.job])
-  ORDER BY (columns IS NOT NULL AND columns <@ x.columns) DESC, pg_catalog.cardinality(x.columns) DESC, x.job
+  ORDER BY (export.columns IS NOT NULL AND export.columns <@ x.columns) DESC, pg_catalog.cardinality(x.columns) DESC, x.job
   LIMIT 1;
   IF NOT FOUND THEN
     why := pg_catalog.format('no export rule of the model lets %s export %s (exports are per job; %s holds none that may)', who, tbl, who);
   ELSE
-    cols := COALESCE(columns, rule.columns);
+    cols := COALESCE(export.columns, rule.columns);
     SELECT pg_catalog.array_agg(c) INTO bad FROM pg_catalog.unnest(cols) c WHERE NOT c = ANY (rule.columns);
     IF bad IS NOT NULL THEN
       why := pg_catalog.format('%s may not export column(s) %s of %s (rule exports.%s.columns)', who, pg_catalog.array_to_string(bad, ', '), tbl, rule.job);
     ELSIF cols && rule.approval_columns THEN
-      IF request_id IS NULL THEN
+      IF export.request_id IS NULL THEN
         why := pg_catalog.format('exporting %s of %s needs an approved request (rule exports.%s.approval)',
           pg_catalog.array_to_string(ARRAY(SELECT pg_catalog.unnest(cols) INTERSECT SELECT pg_catalog.unnest(rule.approval_columns)), ', '), tbl, rule.job);
         code := 'needs_approval';
       ELSE
-        SELECT * INTO req FROM pgwarden.export_requests x WHERE x.id = request_id FOR UPDATE;
+        SELECT * INTO req FROM pgwarden.export_requests x WHERE x.id = export.request_id FOR UPDATE;
         IF NOT FOUND OR req.person <> who THEN
-          why := pg_catalog.format('export request %s is not a request of %s', request_id, who);
+          why := pg_catalog.format('export request %s is not a request of %s', export.request_id, who);
         ELSIF req.status <> 'approved' THEN
-          why := pg_catalog.format('export request %s is %s, not approved', request_id, req.status);
+          why := pg_catalog.format('export request %s is %s, not approved', export.request_id, req.status);
           code := 'needs_approval';
         ELSIF req.valid_until <= pg_catalog.now() THEN
-          why := pg_catalog.format('export request %s expired at %s', request_id, req.valid_until);
-        ELSIF req.table_name <> tbl OR NOT cols <@ req.columns OR req.filter <> COALESCE(filter, '{}') THEN
-          why := pg_catalog.format('export request %s was approved for other columns or another filter', request_id);
+          why := pg_catalog.format('export request %s expired at %s', export.request_id, req.valid_until);
+        ELSIF req.table_name <> tbl OR NOT cols <@ req.columns OR req.filter <> COALESCE(export.filter, '{}') THEN
+          why := pg_catalog.format('export request %s was approved for other columns or another filter', export.request_id);
         END IF;
       END IF;
     END IF;
@@ -439,25 +439,25 @@ BEGIN
     END IF;
   END IF;
   INSERT INTO pgwarden.exports (person, table_name, columns, filter, rows, request_id, allowed, reason)
-  VALUES (who, tbl, COALESCE(cols, columns, '{}'), COALESCE(filter, '{}'), CASE WHEN why IS NULL THEN n ELSE 0 END,
-          CASE WHEN why IS NULL THEN request_id END, why IS NULL, why)
-  RETURNING exports.id INTO id;
+  VALUES (who, tbl, COALESCE(cols, export.columns, '{}'), COALESCE(export.filter, '{}'), CASE WHEN why IS NULL THEN n ELSE 0 END,
+          CASE WHEN why IS NULL THEN export.request_id END, why IS NULL, why)
+  RETURNING exports.id INTO new_id;
   IF why IS NULL THEN
-    IF request_id IS NOT NULL THEN
-      UPDATE pgwarden.export_requests x SET status = 'used', used_by_export = id WHERE x.id = request_id;
+    IF export.request_id IS NOT NULL THEN
+      UPDATE pgwarden.export_requests x SET status = 'used', used_by_export = new_id WHERE x.id = export.request_id;
     END IF;
     PERFORM pgwarden_audit.record_event('export', t.schema_name || '.' || t.table_name, NULL,
-      pg_catalog.jsonb_build_object('export', id, 'columns', cols, 'filter_columns', (SELECT pg_catalog.jsonb_agg(k) FROM pg_catalog.jsonb_object_keys(COALESCE(filter, '{}')) k), 'rows', n, 'request', request_id));
+      pg_catalog.jsonb_build_object('export', new_id, 'columns', cols, 'filter_columns', (SELECT pg_catalog.jsonb_agg(k) FROM pg_catalog.jsonb_object_keys(COALESCE(export.filter, '{}')) k), 'rows', n, 'request', export.request_id));
     IF n > limit_rows THEN
-      PERFORM pgwarden._alert('export_large', who, tbl, pg_catalog.jsonb_build_object('export', id, 'rows', n, 'threshold', limit_rows));
+      PERFORM pgwarden._alert('export_large', who, tbl, pg_catalog.jsonb_build_object('export', new_id, 'rows', n, 'threshold', limit_rows));
     END IF;
-    RETURN pg_catalog.jsonb_build_object('ok', true, 'export', id, 'rows', n, 'columns', cols);
+    RETURN pg_catalog.jsonb_build_object('ok', true, 'export', new_id, 'rows', n, 'columns', cols);
   END IF;
   PERFORM pgwarden_audit.record_event('denied', t.schema_name || '.' || t.table_name, NULL,
-    pg_catalog.jsonb_build_object('action', 'export', 'export', id, 'columns', COALESCE(cols, columns), 'reason', why, 'code', code, 'request', request_id));
+    pg_catalog.jsonb_build_object('action', 'export', 'export', new_id, 'columns', COALESCE(cols, export.columns), 'reason', why, 'code', code, 'request', export.request_id));
   PERFORM pgwarden._alert(CASE code WHEN 'quota' THEN 'export_quota' ELSE 'export_refused' END, who, tbl,
-    pg_catalog.jsonb_build_object('export', id, 'code', code, 'rows', n));
-  RETURN pg_catalog.jsonb_build_object('ok', false, 'reason', why, 'code', code, 'export', id);
+    pg_catalog.jsonb_build_object('export', new_id, 'code', code, 'rows', n));
+  RETURN pg_catalog.jsonb_build_object('ok', false, 'reason', why, 'code', code, 'export', new_id);
 END
 $$;
 COMMENT ON FUNCTION pgwarden.export(text, text[], jsonb, bigint) IS

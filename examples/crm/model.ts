@@ -36,6 +36,7 @@ export default defineModel({
   },
   approvals: { approvers: ['compliance_officer'] },
   audit: { readers: ['auditor'] },
+  alerts: { exportRowsAbove: 100 },
   tables: {
     customers: table(customers, {
       key: 'id',
@@ -90,6 +91,43 @@ export default defineModel({
       },
       claims: { jobs: ['sales_rep'], perDay: 5 },
       recycleBin: { retentionDays: 60 },
+      // one id_number at a time, on purpose, logged: the owner or a manager above
+      reveal: { columns: { id_number: ['own', 'subtree'] }, perDay: 20 },
+      // reps may not export; managers without contact fields; the director with phone after approval
+      exports: {
+        sales_manager: {
+          columns: [
+            'id',
+            'name',
+            'owner',
+            'region',
+            'customer_type',
+            'status',
+            'in_pool',
+            'address',
+            'created_at',
+            'updated_at',
+          ],
+          perDay: 200,
+        },
+        sales_director: {
+          columns: [
+            'id',
+            'name',
+            'owner',
+            'region',
+            'customer_type',
+            'status',
+            'in_pool',
+            'phone',
+            'address',
+            'created_at',
+            'updated_at',
+          ],
+          perDay: 500,
+          approval: { columns: ['phone'] },
+        },
+      },
       cells: {
         phone: {
           pool: 'hidden',

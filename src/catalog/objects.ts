@@ -42,7 +42,7 @@ export interface CatalogMigrationObject {
 /** A row of one of pgwarden's own tables that the model owns. */
 export interface CatalogRowObject {
   kind: 'catalog_row';
-  table: 'settings' | 'jobs' | 'tables';
+  table: 'settings' | 'jobs' | 'tables' | 'reveal_rules' | 'export_rules';
   /** primary-key column and value */
   keyColumn: string;
   key: string;
@@ -238,11 +238,23 @@ export function dependsOn(o: CatalogObject): string[] {
   }
 }
 
-/** Deterministic order: by kind rank, then key. */
+/** Rows of pgwarden's own tables that reference other rows come after them (foreign keys). */
+const CATALOG_ROW_RANK: { readonly [T in CatalogRowObject['table']]: number } = {
+  settings: 0,
+  jobs: 0.1,
+  tables: 0.2,
+  reveal_rules: 0.3,
+  export_rules: 0.3,
+};
+
+/** Creation order of an object: its kind's rank, refined for catalog rows. */
+export function rank(o: CatalogObject): number {
+  return KIND_RANK[o.kind] + (o.kind === 'catalog_row' ? CATALOG_ROW_RANK[o.table] : 0);
+}
+
+/** Deterministic order: by rank, then key. */
 export function sortObjects<T extends CatalogObject>(objects: readonly T[]): T[] {
-  return [...objects].sort(
-    (a, b) => KIND_RANK[a.kind] - KIND_RANK[b.kind] || cmp(objectKey(a), objectKey(b)),
-  );
+  return [...objects].sort((a, b) => rank(a) - rank(b) || cmp(objectKey(a), objectKey(b)));
 }
 
 export function cmp(a: string, b: string): number {

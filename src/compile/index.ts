@@ -95,6 +95,15 @@ export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
   { name: 'sweep', args: [] },
   { name: 'me', args: [] },
   { name: 'pending_requests', args: [] },
+  { name: 'reveal', args: ['text', 'text', 'text'] },
+  { name: 'revealed', args: ['bigint'] },
+  { name: 'request_export', args: ['text', 'text[]', 'jsonb', 'text', 'integer', 'interval'] },
+  { name: 'approve_export', args: ['bigint'] },
+  { name: 'reject_export', args: ['bigint', 'text'] },
+  { name: 'export_requests', args: [] },
+  { name: 'export', args: ['text', 'text[]', 'jsonb', 'bigint'] },
+  { name: 'export_rows', args: ['bigint'] },
+  { name: 'alerts_since', args: ['timestamp with time zone'] },
 ];
 
 /** Functions the view owner executes inside the write triggers (policy helpers, masks, the bin). */
@@ -209,6 +218,8 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     ['view_owner', roles.viewOwner],
     ['catalog_owner', roles.catalogOwner],
     ['audit_owner', roles.auditOwner],
+    ['exposed_schema', exposed],
+    ['alert_export_rows', String(model.alerts.exportRowsAbove)],
     ['model', model.name],
   ];
   for (const [key, value] of settings) {
@@ -236,6 +247,8 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     grant({ kind: 'schema', name: 'pgwarden' }, ['USAGE'], roles.viewOwner),
     grant({ kind: 'schema', name: prot }, ['USAGE'], roles.viewOwner),
     grant({ kind: 'schema', name: prot }, ['USAGE'], roles.catalogOwner),
+    grant({ kind: 'schema', name: exposed }, ['USAGE'], roles.catalogOwner),
+    grant({ kind: 'schema', name: AUDIT_SCHEMA }, ['USAGE'], roles.catalogOwner),
     grant({ kind: 'schema', name: exposed }, ['USAGE'], roles.people),
     grant({ kind: 'schema', name: exposed }, ['USAGE', 'CREATE'], roles.viewOwner),
   );
@@ -274,6 +287,18 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       grant({ kind: 'function', schema: 'pgwarden', name: f, args }, ['EXECUTE'], roles.auditOwner),
     );
   }
+  out.push(
+    grant(
+      {
+        kind: 'function',
+        schema: AUDIT_SCHEMA,
+        name: 'record_event',
+        args: ['text', 'text', 'text', 'jsonb'],
+      },
+      ['EXECUTE'],
+      roles.catalogOwner,
+    ),
+  );
   // the audit triggers look up the acting person themselves (cheaper than the helper chain)
   out.push(
     grant({ kind: 'table', schema: 'pgwarden', name: 'people' }, ['SELECT'], roles.auditOwner),
@@ -349,6 +374,49 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     for (const c of commands) out.push(policy(model, table, c, roles));
     out.push(view(model, table, roles));
     out.push(...writeObjects(model, table, roles));
+    // reveal and export read through the view, as the person sees it
+    if (table.reveal || table.exports.length > 0) {
+      out.push(
+        grant({ kind: 'table', schema: exposed, name: table.name }, ['SELECT'], roles.catalogOwner),
+      );
+    }
+    for (const rv of table.reveal?.columns ?? []) {
+      const relations = rv.who.flatMap((w) => (w.kind === 'relation' ? [w.relation] : []));
+      const helpers = relations.map((r) => {
+        const fn = parentKeysHelper(model, table, [r], roles);
+        parentHelpers.set(fn.name, fn);
+        return fn.name;
+      });
+      out.push({
+        kind: 'catalog_row',
+        table: 'reveal_rules',
+        keyColumn: 'key',
+        key: `${table.name}.${rv.column}`,
+        values: {
+          table_name: table.name,
+          column_name: rv.column,
+          relations,
+          helpers,
+          per_day: table.reveal?.perDay ?? 1,
+        },
+      });
+    }
+    for (const e of table.exports) {
+      out.push({
+        kind: 'catalog_row',
+        table: 'export_rules',
+        keyColumn: 'key',
+        key: `${table.name}:${e.job}`,
+        values: {
+          table_name: table.name,
+          job: e.job,
+          columns: e.columns,
+          per_day: e.perDay,
+          approval_columns: e.approvalColumns,
+          approvers: e.approvers,
+        },
+      });
+    }
     const parentUses = [
       ...table.rules
         .flatMap((r) => r.scopes)

@@ -1256,11 +1256,11 @@ export async function validateModel(
           for (const [wi, w] of (who as string[]).entries()) {
             const when = parseWhen(w, [...cp, wi], `Reveal of ${JSON.stringify(column)}`);
             if (!when) good = false;
-            else if (when.kind === 'job') {
+            else if (when.kind === 'job' || when.kind === 'parent') {
               v.add(
                 'unknown_relation',
                 [...cp, wi],
-                `Reveal rights are by relation to the row (own, subtree, shared, ...), not by job (${JSON.stringify(w)}).`,
+                `Reveal rights are by this row's own relation to the person (own, subtree, shared, ...), not ${JSON.stringify(w)}.`,
                 'Use a relation of the row, e.g. own or subtree.',
               );
               good = false;

@@ -12,7 +12,7 @@
 
 import { fingerprint } from '../catalog/fingerprint.js';
 import type { CatalogObject, ObjectKind } from '../catalog/objects.js';
-import { cmp, dependsOn, KIND_RANK, objectKey } from '../catalog/objects.js';
+import { cmp, dependsOn, objectKey, rank } from '../catalog/objects.js';
 import { PgwardenError } from '../errors.js';
 import type { LiveState } from '../introspect/index.js';
 import { describe, type Effect, effectOf, renderCreate, renderDrop } from '../sql/render.js';
@@ -131,10 +131,10 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
     drops.push(step(entry.object, 'drop', 'removed'));
   }
   for (const p of live.unknownPolicies) drops.push(step(p, 'drop', 'unknown'));
-  drops.sort((a, b) => KIND_RANK[b.kind] - KIND_RANK[a.kind] || cmp(a.key, b.key));
+  drops.sort((a, b) => rank(b.object) - rank(a.object) || cmp(a.key, b.key));
   const creates = pending
     .map((p) => step(p.o, p.action, p.reason))
-    .sort((a, b) => KIND_RANK[a.kind] - KIND_RANK[b.kind] || cmp(a.key, b.key));
+    .sort((a, b) => rank(a.object) - rank(b.object) || cmp(a.key, b.key));
   steps.push(...drops, ...creates);
   return { steps, unchanged };
 }
