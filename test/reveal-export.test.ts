@@ -265,3 +265,28 @@ describe('alerts', () => {
     ).rejects.toMatchObject({ code: '42501' });
   });
 });
+
+describe('a read cap per statement', () => {
+  it('a rep reads at most 200 customers in one statement; LIMIT and filters stay under it; managers are not capped', async () => {
+    await t.sql`INSERT INTO crm.customers (name, owner, region, customer_type) SELECT 'Bulk ' || g, 'dave', 'west', 'retail' FROM generate_series(1, 250) g`;
+    await expect(as('dave', (tx) => tx`SELECT id FROM crm_api.customers`)).rejects.toMatchObject({
+      code: '42501',
+      message:
+        'permission denied: dave may read at most 200 rows of customers in one statement (rule readCap)',
+    });
+    const page = await as(
+      'dave',
+      (tx) => tx`SELECT id FROM crm_api.customers ORDER BY id LIMIT 50`,
+    );
+    expect(page).toHaveLength(50);
+    const one = await as('dave', (tx) => tx`SELECT id FROM crm_api.customers WHERE id = 19`);
+    expect(one).toHaveLength(1);
+    // each statement counts on its own
+    await as('dave', async (tx) => {
+      for (let i = 0; i < 3; i++)
+        expect(await tx`SELECT id FROM crm_api.customers LIMIT 150`).toHaveLength(150);
+    });
+    const walt = await as('walt', (tx) => tx`SELECT count(*)::int AS n FROM crm_api.customers`);
+    expect(walt[0]?.n).toBeGreaterThan(250);
+  });
+});

@@ -93,6 +93,8 @@ export default defineModel({
       recycleBin: { retentionDays: 60 },
       // one id_number at a time, on purpose, logged: the owner or a manager above
       reveal: { columns: { id_number: ['own', 'subtree'] }, perDay: 20 },
+      // a rep's statement may read at most 200 customers: SELECT * is not an export
+      readCap: { sales_rep: 200 },
       // reps may not export; managers without contact fields; the director with phone after approval
       exports: {
         sales_manager: {

@@ -42,7 +42,7 @@ export interface CatalogMigrationObject {
 /** A row of one of pgwarden's own tables that the model owns. */
 export interface CatalogRowObject {
   kind: 'catalog_row';
-  table: 'settings' | 'jobs' | 'tables' | 'reveal_rules' | 'export_rules';
+  table: 'settings' | 'jobs' | 'tables' | 'reveal_rules' | 'export_rules' | 'read_caps';
   /** primary-key column and value */
   keyColumn: string;
   key: string;
@@ -245,6 +245,7 @@ const CATALOG_ROW_RANK: { readonly [T in CatalogRowObject['table']]: number } = 
   tables: 0.2,
   reveal_rules: 0.3,
   export_rules: 0.3,
+  read_caps: 0.3,
 };
 
 /** Creation order of an object: its kind's rank, refined for catalog rows. */

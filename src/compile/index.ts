@@ -11,7 +11,7 @@ import type {
 import { sortObjects } from '../catalog/objects.js';
 import type { Cell, Command, Level, Model, RowRelation, TableModel } from '../model/types.js';
 import { COMMANDS } from '../model/types.js';
-import { ident, join, qualified, type Sql, sql, unsafeRaw } from '../sql/fragment.js';
+import { ident, join, literal, qualified, type Sql, sql, unsafeRaw } from '../sql/fragment.js';
 import { typeName } from '../sql/render.js';
 import { AUDIT_SCHEMA, auditObjects } from './audit.js';
 import { loadCatalogMigrations } from './catalog-sql.js';
@@ -95,6 +95,8 @@ export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
   { name: 'sweep', args: [] },
   { name: 'me', args: [] },
   { name: 'pending_requests', args: [] },
+  { name: 'read_cap', args: ['name', 'text'] },
+  { name: 'count_read', args: ['text', 'integer'] },
   { name: 'reveal', args: ['text', 'text', 'text'] },
   { name: 'revealed', args: ['bigint'] },
   { name: 'request_export', args: ['text', 'text[]', 'jsonb', 'text', 'integer', 'interval'] },
@@ -119,6 +121,8 @@ export const VIEW_OWNER_FUNCTIONS: readonly { name: string; args: string[] }[] =
       'subtree_people',
       'shared_keys',
       'grant_filters',
+      'read_cap',
+      'count_read',
       'mask_phone',
       'mask_email',
       'mask_id_number',
@@ -401,6 +405,15 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
         },
       });
     }
+    for (const c of table.readCaps) {
+      out.push({
+        kind: 'catalog_row',
+        table: 'read_caps',
+        keyColumn: 'key',
+        key: `${table.name}:${c.job}`,
+        values: { table_name: table.name, job: c.job, max_rows: c.rows },
+      });
+    }
     for (const e of table.exports) {
       out.push({
         kind: 'catalog_row',
@@ -522,7 +535,13 @@ function view(model: Model, table: TableModel, roles: RoleNames): ViewObject {
     const expr = cell ? cellExpr(model, table, cell) : col(table, c.name);
     return sql`${expr} AS ${ident(c.name)}`;
   });
-  const query = sql`SELECT\n    ${join(columns, ',\n    ')}\n  FROM ${qualified(model.schemas.protected, table.table)}`;
+  // a capped person's statement may read at most N rows (the count runs only for them)
+  const cap =
+    table.readCaps.length > 0
+      ? sql`\n  WHERE (SELECT ${qualified('pgwarden', 'read_cap')}(${CURRENT_USER}, ${literal(table.name)})) IS NULL
+     OR ${qualified('pgwarden', 'count_read')}(${literal(table.name)}, (SELECT ${qualified('pgwarden', 'read_cap')}(${CURRENT_USER}, ${literal(table.name)})))`
+      : unsafeRaw('');
+  const query = sql`SELECT\n    ${join(columns, ',\n    ')}\n  FROM ${qualified(model.schemas.protected, table.table)}${cap}`;
   const defaults: Record<string, string> = {};
   if (table.owner && !table.cells.some((c) => c.column === table.owner)) {
     defaults[table.owner] = sql`${qualified('pgwarden', 'person_name')}(${CURRENT_USER})`.text;

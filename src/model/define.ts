@@ -86,6 +86,7 @@ export function table<T extends PgTable>(t: T, spec: TableSpecInput<ColumnNames<
     }
     out.reveal = { columns, perDay: spec.reveal.perDay };
   }
+  if (spec.readCap !== undefined) out.readCap = spec.readCap;
   if (spec.exports !== undefined) {
     const exports: Record<
       string,

@@ -100,6 +100,8 @@ export interface TableSpecInput<C extends string = string> {
    * a daily row quota, and columns that need an approved request (by one or two approvers).
    * Jobs not listed may not export.
    */
+  /** rows one statement may read through the view, per job (see docs/security.md for its limits) */
+  readCap?: Readonly<Record<string, number>>;
   exports?: Readonly<
     Record<
       string,
@@ -215,6 +217,7 @@ export interface TableModel {
   sensitive: readonly string[];
   reveal: { columns: readonly EditRule[]; perDay: number } | null;
   exports: readonly ExportRule[];
+  readCaps: readonly { job: string; rows: number }[];
 }
 
 export interface ExportRule {

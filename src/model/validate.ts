@@ -589,6 +589,7 @@ export async function validateModel(
         'sensitive',
         'reveal',
         'exports',
+        'readCap',
       ],
       path,
     );
@@ -1362,6 +1363,22 @@ export async function validateModel(
     }
     exportRules.sort((a, b) => cmp(a.job, b.job));
 
+    // read caps per job
+    const readCaps: { job: string; rows: number }[] = [];
+    if (t.readCap !== undefined && t.readCap !== null) {
+      const cp: PathSegment[] = [...path, 'readCap'];
+      if (!isRecord(t.readCap))
+        v.structure(cp, 'an object of job -> rows per statement', t.readCap);
+      else
+        for (const [job, rows] of Object.entries(t.readCap)) {
+          if (!knownJob(job, [...cp, job]) || job === ANY_JOB) continue;
+          if (typeof rows !== 'number' || !Number.isInteger(rows) || rows < 1) {
+            v.structure([...cp, job], 'a whole number of rows (at least 1)', rows);
+          } else readCaps.push({ job, rows });
+        }
+      readCaps.sort((a, b) => cmp(a.job, b.job));
+    }
+
     let keyType = 'bigint';
     const keyCol = info.columns.find((c) => c.name === info.keyColumn);
     if (typeof t.keyType === 'string') keyType = normalizeKeyType(t.keyType);
@@ -1395,6 +1412,7 @@ export async function validateModel(
       sensitive,
       reveal,
       exports: exportRules,
+      readCaps,
     });
   }
 
