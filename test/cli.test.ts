@@ -326,6 +326,15 @@ describe('help', () => {
       ['grant', 'reject'],
       ['grant', 'sweep'],
       ['grant', 'list'],
+      ['reveal'],
+      ['export'],
+      ['request', 'export'],
+      ['requests'],
+      ['approve'],
+      ['reject'],
+      ['alerts'],
+      ['audit', 'verify'],
+      ['audit', 'report'],
     ]) {
       const r = await cli([...cmd, '--help']);
       expect(r.code, cmd.join(' ')).toBe(0);
@@ -607,6 +616,127 @@ describe('the audit log from the command line', () => {
       const after = await cli(['audit', 'verify', ...u]);
       expect(after.code, after.stdout).toBe(0);
       expect(after.stdout).toMatch(/\(\d+ archived\)/);
+    } finally {
+      await d.cleanup();
+    }
+  });
+});
+
+describe('reveal, export, requests and alerts from the command line', () => {
+  it('a reveal, a refused export, an export to csv, a request approved by olga, alerts', async () => {
+    const d = await createTestDatabase();
+    const out = mkdtempSync(join(tmpdir(), 'pgw-export-'));
+    try {
+      const { setupCrm } = await import('../examples/crm/setup.js');
+      await setupCrm(d.sql, { rolePrefix: d.prefix });
+      const u = ['--url', d.url];
+      const as = (p: string) => ['--as', `${d.prefix}${p}`];
+      const [c] =
+        await d.sql`SELECT id::int, id_number FROM crm.customers WHERE owner = 'alice' AND id_number IS NOT NULL ORDER BY id LIMIT 1`;
+      const rv = await cli([
+        'reveal',
+        'customers',
+        String(c?.id),
+        'id_number',
+        ...u,
+        ...as('alice'),
+      ]);
+      expect(rv.code, rv.stderr).toBe(0);
+      expect(rv.stdout.trim()).toBe(c?.id_number);
+      const nope = await cli([
+        'reveal',
+        'customers',
+        String(c?.id),
+        'id_number',
+        ...u,
+        ...as('bob'),
+      ]);
+      expect(nope.code).toBe(1);
+      expect(nope.stderr).toContain('needs the row to be own or subtree to bob');
+
+      const pat = await cli(['export', '--table', 'customers', ...u, ...as('pat')]);
+      expect(pat.code).toBe(1);
+      expect(pat.stderr).toContain('no export rule of the model lets pat export customers');
+
+      const file = join(out, 'east.csv');
+      const ex = await cli([
+        'export',
+        '--table',
+        'customers',
+        '--where',
+        "region = 'east'",
+        '--out',
+        file,
+        ...u,
+        ...as('carol'),
+      ]);
+      expect(ex.code, ex.stderr).toBe(0);
+      const lines = readFileSync(file, 'utf8').trim().split('\n');
+      expect(lines[0]).toBe(
+        'id,name,owner,region,customer_type,status,in_pool,address,created_at,updated_at',
+      );
+      const [n] = await d.sql.begin(async (tx) => {
+        await tx`SELECT set_config('role', ${`${d.prefix}carol`}, true)`;
+        return tx`SELECT count(*)::int AS n FROM crm_api.customers WHERE region = 'east'`;
+      });
+      expect(lines.length - 1).toBe(n?.n);
+      const badWhere = await cli([
+        'export',
+        '--table',
+        'customers',
+        '--where',
+        "region = 'east' OR 1=1",
+        ...u,
+        ...as('carol'),
+      ]);
+      expect(badWhere.stderr).toContain('is not a supported filter');
+
+      const req = await cli([
+        'request',
+        'export',
+        '--table',
+        'customers',
+        '--columns',
+        'id,name,phone',
+        '--reason',
+        'renewals',
+        ...u,
+        ...as('vera'),
+      ]);
+      expect(req.stdout, req.stderr).toMatch(/export request (\d+) waits for approval/);
+      const id = /request (\d+)/.exec(req.stdout)?.[1] as string;
+      expect((await cli(['requests', ...u, ...as('olga')])).stdout).toMatch(
+        new RegExp(`${id}\\s+pending\\s+vera exports id,name,phone of customers`),
+      );
+      expect((await cli(['approve', id, ...u, ...as('vera')])).stderr).toContain(
+        'vera may not approve export requests',
+      );
+      expect((await cli(['approve', id, ...u, ...as('olga')])).stdout).toContain(
+        `export request ${id}: approved`,
+      );
+      const json = await cli([
+        'export',
+        '--table',
+        'customers',
+        '--columns',
+        'id,name,phone',
+        '--request',
+        id,
+        '--format',
+        'json',
+        ...u,
+        ...as('vera'),
+      ]);
+      expect(json.code, json.stderr).toBe(0);
+      const rows = JSON.parse(json.stdout) as { phone: string | null }[];
+      expect(rows.length).toBeGreaterThan(0);
+
+      const alerts = await cli(['alerts', '--since', '1h', ...u, ...as('audrey')]);
+      expect(alerts.stdout).toMatch(/export_refused\s+pat/);
+      expect(alerts.stdout).toMatch(/reveal_refused\s+bob/);
+      expect((await cli(['alerts', ...u, ...as('alice')])).stderr).toContain(
+        'alice may not read alerts',
+      );
     } finally {
       await d.cleanup();
     }
