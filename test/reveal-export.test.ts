@@ -290,3 +290,38 @@ describe('a read cap per statement', () => {
     expect(walt[0]?.n).toBeGreaterThan(250);
   });
 });
+
+describe('two approvers', () => {
+  it('a request for columns the model marks so needs two different approvers', async () => {
+    await t.sql`UPDATE pgwarden.export_rules SET approvers = 2 WHERE key = 'customers:sales_director'`;
+    await t.sql`SELECT pgwarden.grant_job('erin', 'compliance_officer')`; // a second approver (granted by the DBA)
+    const cols = ['id', 'phone'];
+    const [r] = await as(
+      'vera',
+      (tx) =>
+        tx`SELECT pgwarden.request_export('customers', ${cols}::text[], '{}'::jsonb, 'audit sample', 5) AS id`,
+    );
+    const id = r?.id as number;
+    const [first] = await as('olga', (tx) => tx`SELECT pgwarden.approve_export(${id}) AS s`);
+    expect(first?.s).toBe('approved by 1 of 2 approvers');
+    await expect(
+      as('olga', (tx) => tx`SELECT pgwarden.approve_export(${id})`),
+    ).rejects.toMatchObject({ message: expect.stringContaining('a second approver is needed') });
+    const early = await startExport(
+      app,
+      'vera',
+      { table: 'customers', columns: cols, request: id },
+      opts(),
+    ).catch((e: unknown) => e);
+    expect((early as Error).message).toContain('is pending, not approved');
+    const [second] = await as('erin', (tx) => tx`SELECT pgwarden.approve_export(${id}) AS s`);
+    expect(second?.s).toBe('approved');
+    const ok = await startExport(
+      app,
+      'vera',
+      { table: 'customers', columns: cols, request: id },
+      opts(),
+    );
+    expect(ok.rows).toBeGreaterThan(0);
+  });
+});
