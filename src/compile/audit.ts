@@ -4,9 +4,10 @@
  * (see sql/003_audit.sql). Triggers are ENABLE ALWAYS, so session_replication_role = replica
  * does not silence them; TRUNCATE of a protected table is refused except for its owner role.
  *
- * Per protected table the trigger function is generated with one expression per column:
- * INSERT records {"col": {"new": v}}, UPDATE only changed columns {"col": {"old": v, "new": w}},
- * DELETE {"col": {"old": v}}; sensitive columns hold keyed hashes ("hmac:...") instead of values.
+ * Per protected table the trigger function is generated: INSERT records the new row as
+ * {"new": {...}}, DELETE the old row as {"old": {...}}, UPDATE only the changed columns as
+ * {"col": {"old": v, "new": w}}; sensitive columns hold keyed hashes ("hmac:...") instead of
+ * values. One INSERT statement per trigger call.
  */
 import type { CatalogObject, FunctionObject, TriggerObject } from '../catalog/objects.js';
 import type { Model, TableModel } from '../model/types.js';
