@@ -183,7 +183,7 @@ BEGIN
     why := pg_catalog.format('no reveal rule of the model covers %s.%s', tbl, col);
   ELSE
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgwarden.reveal:' || who, 0));
-    SELECT count(*) INTO used FROM pgwarden.reveals v WHERE v.person = who AND v.granted AND v.at >= pgwarden._today();
+    SELECT count(*) INTO used FROM pgwarden.reveals v WHERE v.person = who AND v.table_name = tbl AND v.granted AND v.at >= pgwarden._today();
     IF used >= r.per_day THEN
       why := pg_catalog.format('%s has revealed %s of %s cells allowed today (UTC)', who, used, r.per_day);
       code := 'quota';

@@ -16,8 +16,9 @@ CREATE TABLE pgwarden.read_caps (
 );
 COMMENT ON TABLE pgwarden.read_caps IS 'Rows one statement may read from a table, per job. Written by apply.';
 
--- The caller's cap on tbl: NULL when any job they hold that reads it has no cap (the most
--- permissive job wins) or when they hold no capped job.
+-- The caller's cap on tbl: NULL (no cap) when any job they hold has no cap on tbl (the most
+-- permissive job wins; a job that does not read tbl counts as uncapped too) or when they hold
+-- no job at all; else the largest cap of their jobs.
 CREATE FUNCTION pgwarden.read_cap(p name, tbl text) RETURNS integer
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

@@ -15,4 +15,12 @@ export type { Model, ModelInput } from './model/types.js';
 export { validateModel, withColumns } from './model/validate.js';
 export { diff, type Plan, type PlanStep } from './plan/index.js';
 export { withPersonDrizzle } from './runtime/drizzle.js';
+export {
+  type ExportRequest,
+  type ExportStarted,
+  exportBatches,
+  parseWhere,
+  reveal,
+  startExport,
+} from './runtime/reveal-export.js';
 export { type PersonOptions, withPerson } from './runtime/with-person.js';

@@ -238,7 +238,7 @@ describe('export', () => {
     expect((again as Error).message).toContain(`export request ${id} is used, not approved`);
   });
 
-  it('olga cannot approve her own request; two approvals are needed where the model says so', async () => {
+  it('olga, who has no export rule, cannot request an export', async () => {
     await expect(
       as(
         'olga',

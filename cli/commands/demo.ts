@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import postgres from 'postgres';
 import { setupCrm } from '../../examples/crm/setup.js';
+import { exportBatches, reveal, startExport } from '../../src/runtime/reveal-export.js';
 import { withPerson } from '../../src/runtime/with-person.js';
 import { c } from '../output.js';
 
@@ -166,6 +167,45 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     );
     await as('carol', (tx) => tx`SELECT pgwarden.restore(${bin?.id as number})`);
     out(`  ${c.green('✓')} carol restores it, with its contacts, deals and contracts`);
+
+    out();
+    out(c.bold('Reveal and export, decided and recorded by the database:'));
+    const [own] = await db<
+      { id: number }[]
+    >`SELECT id::int FROM crm.customers WHERE owner = 'alice' AND id_number IS NOT NULL ORDER BY id LIMIT 1`;
+    const full = await reveal(app, 'alice', 'customers', String(own?.id), 'id_number', {
+      rolePrefix: prefix,
+    });
+    out(
+      `  ${c.green('✓')} alice reveals the id_number of her customer ${own?.id}: ${full} (recorded; 19 reveals left today)`,
+    );
+    await attempt(
+      "bob reveals the id_number of customer 1 (alice's, shared with him)",
+      async () => {
+        await reveal(app, 'bob', 'customers', '1', 'id_number', { rolePrefix: prefix });
+        return 'revealed (unexpected)';
+      },
+    );
+    await attempt('pat (a rep) exports the customers', async () => {
+      await startExport(app, 'pat', { table: 'customers' }, { rolePrefix: prefix });
+      return 'exported (unexpected)';
+    });
+    const started = await startExport(app, 'carol', { table: 'customers' }, { rolePrefix: prefix });
+    let exported = 0;
+    for await (const rows of exportBatches(app, 'carol', started.export, { rolePrefix: prefix }))
+      exported += rows.length;
+    out(
+      `  ${c.green('✓')} carol exports her customers: ${exported} rows, columns ${started.columns.join(', ')} (no phone, email or id_number; ${200 - exported} rows left today)`,
+    );
+    await attempt('vera exports with phone, without an approved request', async () => {
+      await startExport(
+        app,
+        'vera',
+        { table: 'customers', columns: ['id', 'name', 'phone'] },
+        { rolePrefix: prefix },
+      );
+      return 'exported (unexpected)';
+    });
 
     out();
     out(c.bold('Access that changes as data, from the next statement:'));

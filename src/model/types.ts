@@ -95,13 +95,13 @@ export interface TableSpecInput<C extends string = string> {
   sensitive?: readonly C[];
   /** one cell unmasked on purpose: who may reveal which column (relations as in cells), per-person daily quota */
   reveal?: { columns: Partial<Record<C, readonly string[]>>; perDay: number };
+  /** rows one statement may read through the view, per job (see docs/security.md for its limits) */
+  readCap?: Readonly<Record<string, number>>;
   /**
    * Export per job: the columns it may export (others are refused even if visible on screen),
    * a daily row quota, and columns that need an approved request (by one or two approvers).
    * Jobs not listed may not export.
    */
-  /** rows one statement may read through the view, per job (see docs/security.md for its limits) */
-  readCap?: Readonly<Record<string, number>>;
   exports?: Readonly<
     Record<
       string,

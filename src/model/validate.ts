@@ -1371,7 +1371,16 @@ export async function validateModel(
         v.structure(cp, 'an object of job -> rows per statement', t.readCap);
       else
         for (const [job, rows] of Object.entries(t.readCap)) {
-          if (!knownJob(job, [...cp, job]) || job === ANY_JOB) continue;
+          if (job === ANY_JOB) {
+            v.add(
+              'unknown_job',
+              [...cp, job],
+              'Read caps are per named job, not "*".',
+              'Name the jobs whose statements are capped.',
+            );
+            continue;
+          }
+          if (!knownJob(job, [...cp, job])) continue;
           if (typeof rows !== 'number' || !Number.isInteger(rows) || rows < 1) {
             v.structure([...cp, job], 'a whole number of rows (at least 1)', rows);
           } else readCaps.push({ job, rows });

@@ -5,7 +5,8 @@
  * names the rule; the refusal itself is already recorded and alerted.
  *
  *   const phone = await reveal(sql, 'alice', 'customers', '42', 'id_number');
- *   for await (const rows of exportRows(sql, 'carol', { table: 'customers' })) ...
+ *   const started = await startExport(sql, 'carol', { table: 'customers' });
+ *   for await (const rows of exportBatches(sql, 'carol', started.export)) ...
  */
 import type postgres from 'postgres';
 import { PgwardenError } from '../errors.js';

@@ -1995,7 +1995,7 @@ BEGIN
     why := pg_catalog.format('no reveal rule of the model covers %s.%s', tbl, col);
   ELSE
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('pgwarden.reveal:' || who, 0));
-    SELECT count(*) INTO used FROM pgwarden.reveals v WHERE v.person = who AND v.granted AND v.at >= pgwarden._today();
+    SELECT count(*) INTO used FROM pgwarden.reveals v WHERE v.person = who AND v.table_name = tbl AND v.granted AND v.at >= pgwarden._today();
     IF used >= r.per_day THEN
       why := pg_catalog.format('%s has revealed %s of %s cells allowed today (UTC)', who, used, r.per_day);
       code := 'quota';
@@ -2356,8 +2356,9 @@ CREATE TABLE pgwarden.read_caps (
 );
 COMMENT ON TABLE pgwarden.read_caps IS 'Rows one statement may read from a table, per job. Written by apply.';
 
--- The caller's cap on tbl: NULL when any job they hold that reads it has no cap (the most
--- permissive job wins) or when they hold no capped job.
+-- The caller's cap on tbl: NULL (no cap) when any job they hold has no cap on tbl (the most
+-- permissive job wins; a job that does not read tbl counts as uncapped too) or when they hold
+-- no job at all; else the largest cap of their jobs.
 CREATE FUNCTION pgwarden.read_cap(p name, tbl text) RETURNS integer
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
