@@ -1,6 +1,7 @@
 /** What most commands share: finding and loading the model, connecting, error printing. */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { Command } from 'commander';
 import postgres from 'postgres';
 import { PgwardenError } from '../src/errors.js';
 import { readColumns } from '../src/introspect/columns.js';
@@ -94,4 +95,80 @@ export async function loadValidModel(file: string, db?: postgres.Sql): Promise<L
     throw new ExitError(EXIT.invalidModel);
   }
   return { model, hash: loaded.hash, file };
+}
+
+// ------------------------------------------------------------------ shared by the commands
+
+export interface PersonOptions {
+  url?: string;
+  as?: string;
+}
+
+/** --url and --as, the options of every command that acts in the database. */
+export function personOptions(cmd: Command): Command {
+  return cmd
+    .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
+    .option(
+      '--as <role>',
+      'act as this person role, as the application would (the database decides)',
+    );
+}
+
+/** Opens a connection for one command; a server error becomes a PgwardenError (message and hint). */
+export async function withDb<T>(
+  o: PersonOptions,
+  fn: (db: postgres.Sql) => Promise<T>,
+): Promise<T> {
+  const db = connect(databaseUrl(o.url));
+  try {
+    return await fn(db);
+  } catch (e) {
+    const err = e as { code?: string; message?: string; hint?: string };
+    if (
+      !(e instanceof PgwardenError) &&
+      typeof err.code === 'string' &&
+      /^[0-9A-Z]{5}$/.test(err.code)
+    ) {
+      throw new PgwardenError(
+        `sqlstate_${err.code}`,
+        err.message ?? String(e),
+        err.hint ?? 'See the message above.',
+        e,
+      );
+    }
+    throw e;
+  } finally {
+    await db.end();
+  }
+}
+
+/** One transaction, as the person given with --as (if any). */
+export async function asPerson<T>(
+  db: postgres.Sql,
+  role: string | undefined,
+  fn: (tx: postgres.TransactionSql) => Promise<T>,
+): Promise<T> {
+  return (await db.begin(async (tx) => {
+    if (role) await tx`SELECT pg_catalog.set_config('role', ${role}, true)`;
+    return await fn(tx);
+  })) as T;
+}
+
+/** A time relative to now (12h, 7d, 30m; `sign` -1 for the past) or an ISO time. */
+export function relativeTime(option: string, v: string, sign: 1 | -1 = 1): string {
+  const rel = /^(\d+)(m|h|d)$/.exec(v);
+  if (rel) {
+    const ms =
+      Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd'];
+    return new Date(Date.now() + sign * ms).toISOString();
+  }
+  const d = new Date(v);
+  if (Number.isNaN(d.getTime())) {
+    throw new PgwardenError(
+      'invalid_option',
+      `${option} ${JSON.stringify(v)} is not a time`,
+      'Use an ISO time with a zone (2026-12-11T23:59:59+08:00) or a duration like 30m, 12h, 7d.',
+    );
+  }
+  return d.toISOString();
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { anchor, seal, verify } from '../src/report/audit.js';
 import { withPerson } from '../src/runtime/with-person.js';
-import { createTestDatabase, type TestDb, urlFor } from './helpers/db.js';
+import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
 
 let t: TestDb;
 let app: postgres.Sql;
@@ -32,12 +32,7 @@ const maxId = async () =>
 beforeAll(async () => {
   t = await createTestDatabase();
   await setupCrm(t.sql, { rolePrefix: t.prefix });
-  await t.sql.unsafe(`ALTER ROLE "${t.prefix}crm_app" PASSWORD 'app-secret'`);
-  app = postgres(urlFor(t.url, { user: `${t.prefix}crm_app` }), {
-    password: 'app-secret',
-    max: 8,
-    onnotice: () => {},
-  });
+  app = await loginAs(t, 'crm_app', { max: 8 });
 });
 afterAll(async () => {
   await app?.end();

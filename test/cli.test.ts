@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crmModel, readCrmFile } from '../examples/crm/setup.js';
 import { loadModel } from '../src/model/load.js';
 import { validateModel, withColumns } from '../src/model/validate.js';
+import { quoteIdent } from '../src/sql/quote.js';
 import { createTestDatabase, type TestDb } from './helpers/db.js';
 
 const run = promisify(execFile);
@@ -283,7 +284,7 @@ describe('preflight', () => {
         d.prefix,
       ]);
       expect(r2.stderr).toContain('table "crm"."customers"');
-      await d.sql.unsafe(`CREATE ROLE "${d.prefix}dba" LOGIN PASSWORD 'pw'`);
+      await d.sql.unsafe(`CREATE ROLE ${quoteIdent(`${d.prefix}dba`)} LOGIN PASSWORD 'pw'`);
       const u = new URL(d.url);
       u.username = `${d.prefix}dba`;
       u.password = 'pw';

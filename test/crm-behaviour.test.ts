@@ -3,11 +3,12 @@
  * application runs), the rows and cells of crm_api equal the scenario's rules evaluated
  * independently over the seed, here in TypeScript.
  */
-import postgres from 'postgres';
+import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { withPerson } from '../src/runtime/with-person.js';
-import { createTestDatabase, type TestDb, urlFor } from './helpers/db.js';
+import { quoteIdent } from '../src/sql/quote.js';
+import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
 
 type Customer = {
   id: number;
@@ -119,12 +120,7 @@ const as = <T>(person: string, fn: (tx: postgres.TransactionSql) => Promise<T>) 
 beforeAll(async () => {
   t = await createTestDatabase();
   await setupCrm(t.sql, { rolePrefix: t.prefix });
-  await t.sql.unsafe(`ALTER ROLE "${t.prefix}crm_app" PASSWORD 'app-secret'`);
-  app = postgres(urlFor(t.url, { user: `${t.prefix}crm_app` }), {
-    password: 'app-secret',
-    max: 2,
-    onnotice: () => {},
-  });
+  app = await loginAs(t, 'crm_app', { max: 2 });
   customers = await t.sql<
     Customer[]
   >`SELECT id::int, owner, region, customer_type, status, in_pool, phone, email, id_number, address FROM crm.customers ORDER BY id`;
@@ -446,7 +442,7 @@ describe('administration through pgwarden functions', () => {
         role,
       ).rejects.toMatchObject({ code: '42501' });
     }
-    await t.sql.unsafe(`CREATE ROLE "${t.prefix}preexisting" NOLOGIN`);
+    await t.sql.unsafe(`CREATE ROLE ${quoteIdent(`${t.prefix}preexisting`)} NOLOGIN`);
     await expect(
       asAdam((tx) => tx`SELECT pgwarden.add_person('preexisting', 'hq')`),
     ).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('already exists') });

@@ -6,7 +6,8 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { withPerson } from '../src/runtime/with-person.js';
-import { createTestDatabase, type TestDb, urlFor } from './helpers/db.js';
+import { quoteIdent } from '../src/sql/quote.js';
+import { createTestDatabase, loginAs, type TestDb, urlFor } from './helpers/db.js';
 
 let t: TestDb;
 let app: postgres.Sql;
@@ -20,12 +21,7 @@ const ownedBy = (p: string) => cust.filter((c) => c.owner === p).map((c) => c.id
 beforeAll(async () => {
   t = await createTestDatabase();
   await setupCrm(t.sql, { rolePrefix: t.prefix });
-  await t.sql.unsafe(`ALTER ROLE "${t.prefix}crm_app" PASSWORD 'app-secret'`);
-  app = postgres(urlFor(t.url, { user: `${t.prefix}crm_app` }), {
-    password: 'app-secret',
-    max: 2,
-    onnotice: () => {},
-  });
+  app = await loginAs(t, 'crm_app', { max: 2 });
   cust = await t.sql<C[]>`SELECT id::int, owner, in_pool FROM crm.customers ORDER BY id`;
 });
 afterAll(async () => {
@@ -406,7 +402,7 @@ describe('separation of duties', () => {
 
 describe('offboarding', () => {
   it('alice leaves: no login, no application session, her open session ends, her customers go to bob, her shares and grants end', async () => {
-    await t.sql.unsafe(`ALTER ROLE "${t.prefix}alice" LOGIN PASSWORD 'alice-pw'`);
+    await t.sql.unsafe(`ALTER ROLE ${quoteIdent(`${t.prefix}alice`)} LOGIN PASSWORD 'alice-pw'`);
     const direct = postgres(urlFor(t.url, { user: `${t.prefix}alice` }), {
       password: 'alice-pw',
       max: 1,

@@ -8,7 +8,7 @@ import { setupCrm } from '../examples/crm/setup.js';
 import { PgwardenError } from '../src/errors.js';
 import { exportBatches, reveal, startExport } from '../src/runtime/reveal-export.js';
 import { withPerson } from '../src/runtime/with-person.js';
-import { createTestDatabase, type TestDb, urlFor } from './helpers/db.js';
+import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
 
 let t: TestDb;
 let app: postgres.Sql;
@@ -27,12 +27,7 @@ let customerValues: string[] = [];
 beforeAll(async () => {
   t = await createTestDatabase();
   await setupCrm(t.sql, { rolePrefix: t.prefix });
-  await t.sql.unsafe(`ALTER ROLE "${t.prefix}crm_app" PASSWORD 'app-secret'`);
-  app = postgres(urlFor(t.url, { user: `${t.prefix}crm_app` }), {
-    password: 'app-secret',
-    max: 2,
-    onnotice: () => {},
-  });
+  app = await loginAs(t, 'crm_app', { max: 2 });
   listener = postgres(t.url, { max: 1, onnotice: () => {} });
   await listener.listen('pgwarden_alerts', (p) =>
     alerts.push(JSON.parse(p) as Record<string, unknown>),

@@ -5,25 +5,20 @@
 
 import { sql as dsql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/postgres-js';
-import postgres from 'postgres';
+import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { withPersonDrizzle } from '../src/runtime/drizzle.js';
 import { withPerson } from '../src/runtime/with-person.js';
-import { createTestDatabase, type TestDb, urlFor } from './helpers/db.js';
+import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
 
 let t: TestDb;
 let app: postgres.Sql;
 beforeAll(async () => {
   t = await createTestDatabase();
   await setupCrm(t.sql, { rolePrefix: t.prefix });
-  await t.sql.unsafe(`ALTER ROLE "${t.prefix}crm_app" PASSWORD 'pw'`);
   // one connection, so every call reuses the same session, as behind a pooler
-  app = postgres(urlFor(t.url, { user: `${t.prefix}crm_app` }), {
-    password: 'pw',
-    max: 1,
-    onnotice: () => {},
-  });
+  app = await loginAs(t, 'crm_app', { max: 1 });
 });
 afterAll(async () => {
   await app?.end();

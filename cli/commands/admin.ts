@@ -6,62 +6,18 @@
 import type { Command } from 'commander';
 import type postgres from 'postgres';
 import { PgwardenError } from '../../src/errors.js';
-import { connect, databaseUrl } from '../context.js';
+import { asPerson, type PersonOptions, personOptions, relativeTime, withDb } from '../context.js';
 import { c } from '../output.js';
 
-interface Common {
-  url?: string;
-  as?: string;
-}
+type Common = PersonOptions;
+const common = personOptions;
 
-function common(cmd: Command): Command {
-  return cmd
-    .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
-    .option(
-      '--as <role>',
-      'act as this person role (e.g. the CRM admin), as the application would',
-    );
-}
-
-async function run<T>(opts: Common, fn: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
-  const db = connect(databaseUrl(opts.url));
-  try {
-    return (await db.begin(async (tx) => {
-      if (opts.as) await tx`SELECT pg_catalog.set_config('role', ${opts.as}, true)`;
-      return await fn(tx);
-    })) as T;
-  } catch (e) {
-    const err = e as { code?: string; message?: string; hint?: string };
-    if (typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) {
-      throw new PgwardenError(
-        `sqlstate_${err.code}`,
-        err.message ?? String(e),
-        err.hint ?? 'See the message above.',
-        e,
-      );
-    }
-    throw e;
-  } finally {
-    await db.end();
-  }
+function run<T>(o: Common, fn: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
+  return withDb(o, (db) => asPerson(db, o.as, fn));
 }
 
 function until(v: string | undefined): string | null {
-  if (v === undefined) return null;
-  const rel = /^(\d+)(m|h|d)$/.exec(v);
-  if (rel) {
-    const ms =
-      Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd'];
-    return new Date(Date.now() + ms).toISOString();
-  }
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime()))
-    throw new PgwardenError(
-      'invalid_option',
-      `--until ${JSON.stringify(v)} is not a time`,
-      'Use an ISO time with zone (2026-12-11T23:59:59+08:00) or a duration like 12h, 7d.',
-    );
-  return d.toISOString();
+  return v === undefined ? null : relativeTime('--until', v);
 }
 
 function table(rows: readonly Record<string, unknown>[]): string {

@@ -20,33 +20,11 @@ import {
   streamLog,
   verify,
 } from '../../src/report/audit.js';
-import { connect, databaseUrl, ExitError } from '../context.js';
+import { quoteIdent } from '../../src/sql/quote.js';
+import { asPerson, ExitError, type PersonOptions, personOptions, withDb } from '../context.js';
 import { c, EXIT } from '../output.js';
 
-interface Common {
-  url?: string;
-  as?: string;
-}
-
-async function withDb<T>(o: Common, fn: (db: postgres.Sql) => Promise<T>): Promise<T> {
-  const db = connect(databaseUrl(o.url));
-  try {
-    return await fn(db);
-  } catch (e) {
-    const err = e as { code?: string; message?: string; hint?: string };
-    if (typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) {
-      throw new PgwardenError(
-        `sqlstate_${err.code}`,
-        err.message ?? String(e),
-        err.hint ?? 'See the message above.',
-        e,
-      );
-    }
-    throw e;
-  } finally {
-    await db.end();
-  }
-}
+type Common = PersonOptions;
 
 function progress(label: string): { tick(n: number): void; done(n: number): void } {
   const tty = process.stderr.isTTY === true;
@@ -82,23 +60,7 @@ function dba(cmd: Command): Command {
   return cmd.option('-u, --url <url>', 'database URL of a superuser (default: $DATABASE_URL)');
 }
 
-function common(cmd: Command): Command {
-  return cmd
-    .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
-    .option('--as <role>', 'act as this person role (an auditor), as the application would');
-}
-
-/** Runs fn in a transaction as the person given by --as (readers only see the log). */
-async function asPerson<T>(
-  db: postgres.Sql,
-  role: string | undefined,
-  fn: (tx: postgres.TransactionSql) => Promise<T>,
-): Promise<T> {
-  return (await db.begin(async (tx) => {
-    if (role) await tx`SELECT pg_catalog.set_config('role', ${role}, true)`;
-    return await fn(tx);
-  })) as T;
-}
+const common = personOptions;
 
 function filterFrom(o: LogFilter & Record<string, unknown>): LogFilter {
   const f: LogFilter = {};
@@ -339,7 +301,7 @@ export function register(program: Command): void {
         if (!o.dryRun) mkdirSync(o.out, { recursive: true });
         for (const part of parts) {
           const [cnt] = await db.unsafe(
-            `SELECT count(*)::int AS n, count(c.seq)::int AS sealed, min(c.seq) AS first_seq, max(c.seq) AS last_seq FROM pgwarden_audit.${part.name} r LEFT JOIN pgwarden_audit.chain c ON c.record_id = r.id`,
+            `SELECT count(*)::int AS n, count(c.seq)::int AS sealed, min(c.seq) AS first_seq, max(c.seq) AS last_seq FROM pgwarden_audit.${quoteIdent(part.name)} r LEFT JOIN pgwarden_audit.chain c ON c.record_id = r.id`,
           );
           if (o.dryRun) {
             process.stdout.write(`would archive ${part.name}: ${cnt?.n} record(s)\n`);
@@ -364,7 +326,7 @@ export function register(program: Command): void {
             `SELECT c.seq, c.hash, ${CANONICAL_SQL} AS canonical,
                CASE WHEN lag(c.seq) OVER (ORDER BY c.seq) IS DISTINCT FROM c.seq - 1
                     THEN (SELECT p.hash FROM pgwarden_audit.chain p WHERE p.seq = c.seq - 1) END AS prev
-             FROM pgwarden_audit.${part.name} r JOIN pgwarden_audit.chain c ON c.record_id = r.id ORDER BY c.seq`,
+             FROM pgwarden_audit.${quoteIdent(part.name)} r JOIN pgwarden_audit.chain c ON c.record_id = r.id ORDER BY c.seq`,
           );
           // the async iterator waits for each batch to be written
           for await (const rows of linkRows.cursor(2000)) {
@@ -386,7 +348,7 @@ export function register(program: Command): void {
             await tx`INSERT INTO pgwarden_audit.archives (partition_name, range_from, range_to, records, first_seq, last_seq, file, file_sha256)
               VALUES (${part.name}, ${part.lo}, ${part.hi}, ${cnt?.n as number}, ${cnt?.first_seq ?? null}, ${cnt?.last_seq ?? null}, ${file}, ${digest})`;
             await tx.unsafe(
-              `ALTER TABLE pgwarden_audit.records DETACH PARTITION pgwarden_audit.${part.name}`,
+              `ALTER TABLE pgwarden_audit.records DETACH PARTITION pgwarden_audit.${quoteIdent(part.name)}`,
             );
             // a detached partition loses the parent's triggers: it stays append-only
             await tx`SELECT pgwarden_audit.protect(${part.name})`;

@@ -8,19 +8,19 @@ import type postgres from 'postgres';
 import { PgwardenError } from '../../src/errors.js';
 import { csvCell } from '../../src/report/audit.js';
 import { exportBatches, parseWhere, reveal, startExport } from '../../src/runtime/reveal-export.js';
-import { connect, databaseUrl } from '../context.js';
+import {
+  asPerson,
+  connect,
+  databaseUrl,
+  type PersonOptions,
+  personOptions,
+  relativeTime,
+  withDb,
+} from '../context.js';
 import { c } from '../output.js';
 
-interface Common {
-  url?: string;
-  as?: string;
-}
-
-function common(cmd: Command): Command {
-  return cmd
-    .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
-    .option('--as <role>', 'act as this person role, as the application would');
-}
+type Common = PersonOptions;
+const common = personOptions;
 
 function needAs(o: Common): string {
   if (!o.as)
@@ -30,37 +30,6 @@ function needAs(o: Common): string {
       'Pass --as <person role>.',
     );
   return o.as;
-}
-
-async function withDb<T>(o: Common, fn: (db: postgres.Sql) => Promise<T>): Promise<T> {
-  const db = connect(databaseUrl(o.url));
-  try {
-    return await fn(db);
-  } catch (e) {
-    const err = e as { code?: string; message?: string; hint?: string };
-    if (typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) {
-      throw new PgwardenError(
-        `sqlstate_${err.code}`,
-        err.message ?? String(e),
-        err.hint ?? 'See the message above.',
-        e,
-      );
-    }
-    throw e;
-  } finally {
-    await db.end();
-  }
-}
-
-async function asPerson<T>(
-  db: postgres.Sql,
-  role: string | undefined,
-  fn: (tx: postgres.TransactionSql) => Promise<T>,
-): Promise<T> {
-  return (await db.begin(async (tx) => {
-    if (role) await tx`SELECT pg_catalog.set_config('role', ${role}, true)`;
-    return await fn(tx);
-  })) as T;
 }
 
 function list(v: string | undefined): string[] | undefined {
@@ -73,20 +42,7 @@ function list(v: string | undefined): string[] | undefined {
 }
 
 function since(v: string): string {
-  const rel = /^(\d+)(m|h|d)$/.exec(v);
-  if (rel)
-    return new Date(
-      Date.now() -
-        Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd'],
-    ).toISOString();
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime()))
-    throw new PgwardenError(
-      'invalid_option',
-      `--since ${v} is not a time`,
-      'Use 1d, 12h, 30m or an ISO time.',
-    );
-  return d.toISOString();
+  return relativeTime('--since', v, -1);
 }
 
 export function register(program: Command): void {

@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import postgres from 'postgres';
 import { setupCrm } from '../../examples/crm/setup.js';
+import { PgwardenError } from '../../src/errors.js';
 import { exportBatches, reveal, startExport } from '../../src/runtime/reveal-export.js';
 import { withPerson } from '../../src/runtime/with-person.js';
 import { c } from '../output.js';
@@ -258,11 +259,34 @@ export function register(program: Command): void {
       'use this server instead of an embedded one, and leave the CRM set up there for exploration',
     )
     .option('--role-prefix <prefix>', 'prefix for every role pgwarden creates', '')
+    .option(
+      '--setup-only',
+      'with --url: build the CRM (tables, model, seed) and skip the walkthrough',
+    )
     .addHelpText(
       'after',
-      '\nExamples:\n  $ pgwarden demo\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo\n',
+      '\nExamples:\n  $ pgwarden demo\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo --setup-only\n',
     )
-    .action(async (opts: { url?: string; rolePrefix: string }) => {
+    .action(async (opts: { url?: string; rolePrefix: string; setupOnly?: boolean }) => {
+      if (opts.setupOnly) {
+        if (!opts.url) {
+          throw new PgwardenError(
+            'invalid_option',
+            '--setup-only needs --url: an embedded server is removed when the demo ends',
+            'Pass --url postgres://... of an empty database.',
+          );
+        }
+        const db = postgres(opts.url, { onnotice: () => {}, max: 2 });
+        try {
+          const r = await setupCrm(db, { rolePrefix: opts.rolePrefix });
+          out(
+            `${c.green('ok')} the reference CRM is set up: ${r.tablesCreated ? 'tables created, ' : ''}model applied${r.seeded ? ', seed loaded' : ''}`,
+          );
+        } finally {
+          await db.end();
+        }
+        return;
+      }
       if (opts.url) {
         await runDemo(opts.url, opts.rolePrefix);
         out();

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { inject } from 'vitest';
-import { quoteIdent } from '../../src/sql/quote.js';
+import { quoteIdent, quoteLiteral } from '../../src/sql/quote.js';
 
 export interface TestDb {
   /** Superuser URL of the new database. */
@@ -96,4 +96,23 @@ export async function createTestDatabase(): Promise<TestDb> {
   };
 
   return { url, name, prefix, sql, cleanup };
+}
+
+/**
+ * A connection as the application's login role (`${prefix}crm_app` by default): gives the role
+ * a password and logs in with it, as the application would.
+ */
+export async function loginAs(
+  t: TestDb,
+  role = 'crm_app',
+  options: { max?: number } = {},
+): Promise<postgres.Sql> {
+  const name = `${t.prefix}${role}`;
+  const password = `pw-${randomSuffix(12)}`;
+  await t.sql.unsafe(`ALTER ROLE ${quoteIdent(name)} LOGIN PASSWORD ${quoteLiteral(password)}`);
+  return postgres(urlFor(t.url, { user: name }), {
+    password,
+    max: options.max ?? 2,
+    onnotice: () => {},
+  });
 }
