@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import type postgres from 'postgres';
 import { PgwardenError } from '../../src/errors.js';
 import {
   type Anchor,

@@ -4,7 +4,6 @@
  */
 import { createWriteStream } from 'node:fs';
 import type { Command } from 'commander';
-import type postgres from 'postgres';
 import { PgwardenError } from '../../src/errors.js';
 import { csvCell } from '../../src/report/audit.js';
 import { exportBatches, parseWhere, reveal, startExport } from '../../src/runtime/reveal-export.js';
