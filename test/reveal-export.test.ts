@@ -320,3 +320,32 @@ describe('two approvers', () => {
     expect(ok.rows).toBeGreaterThan(0);
   });
 });
+
+describe('a rejected export request', () => {
+  it('olga rejects with a reason; the request cannot be used, and only approvers decide', async () => {
+    const cols = ['id', 'phone'];
+    const [r] = await as(
+      'vera',
+      (tx) =>
+        tx`SELECT pgwarden.request_export('customers', ${cols}::text[], '{}'::jsonb, 'spring campaign', 10) AS id`,
+    );
+    const id = r?.id as number;
+    await expect(
+      as('bob', (tx) => tx`SELECT pgwarden.reject_export(${id}, 'no')`),
+    ).rejects.toMatchObject({ code: '42501' });
+    await expect(
+      as('olga', (tx) => tx`SELECT pgwarden.reject_export(${id}, '')`),
+    ).rejects.toMatchObject({ code: '22023' });
+    await as('olga', (tx) => tx`SELECT pgwarden.reject_export(${id}, 'not during the audit')`);
+    const [row] =
+      await t.sql`SELECT status, decided_reason FROM pgwarden.export_requests WHERE id = ${id}`;
+    expect(row).toEqual({ status: 'rejected', decided_reason: 'not during the audit' });
+    const used = await startExport(
+      app,
+      'vera',
+      { table: 'customers', columns: cols, request: id },
+      opts(),
+    ).catch((e: unknown) => e);
+    expect((used as Error).message).toContain(`export request ${id} is rejected, not approved`);
+  });
+});

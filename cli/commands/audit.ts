@@ -2,15 +2,13 @@
  * pgwarden audit: seal, anchor, verify, log, report, archive. Reading the log needs an audit
  * reader job (or a superuser); --as runs as a person, as the application would.
  */
-import { createHash } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { PgwardenError } from '../../src/errors.js';
 import {
   type Anchor,
   anchor,
-  CANONICAL_SQL,
+  archive,
   csvCell,
   LOG_COLUMNS,
   type LogFilter,
@@ -19,7 +17,6 @@ import {
   streamLog,
   verify,
 } from '../../src/report/audit.js';
-import { quoteIdent } from '../../src/sql/quote.js';
 import { asPerson, ExitError, type PersonOptions, personOptions, withDb } from '../context.js';
 import { c, EXIT } from '../output.js';
 
@@ -270,92 +267,19 @@ export function register(program: Command): void {
       '\nExample:\n  $ pgwarden audit archive --before 2026-01 --out /backups/audit\n',
     )
     .action(async (o: Common & { before: string; out: string; dryRun?: boolean }) => {
-      if (!/^\d{4}-\d{2}$/.test(o.before))
-        throw new PgwardenError(
-          'invalid_option',
-          `--before ${o.before} is not a month`,
-          'Use YYYY-MM, e.g. 2026-01.',
-        );
-      await withDb(o, async (db) => {
-        await seal(db);
-        const parts = await db<{ name: string; lo: string; hi: string }[]>`
-          SELECT c.relname AS name, (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1] AS lo,
-                 (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1] AS hi
-          FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-          WHERE i.inhparent = 'pgwarden_audit.records'::regclass AND c.relname ~ '^records_[0-9]{4}_[0-9]{2}$'
-            AND c.relname < ${`records_${o.before.replace('-', '_')}`} ORDER BY c.relname`;
-        const current = `records_${new Date().toISOString().slice(0, 7).replace('-', '_')}`;
-        const open = parts.filter((p) => p.name >= current);
-        if (open.length > 0) {
-          throw new PgwardenError(
-            'month_not_over',
-            `${open.map((p) => p.name).join(', ')} ${open.length === 1 ? 'is' : 'are'} this month or later: only months that are over can be archived`,
-            `Use --before ${new Date().toISOString().slice(0, 7)} or earlier.`,
-          );
-        }
-        if (parts.length === 0) {
-          process.stdout.write(`${c.green('ok')} nothing to archive before ${o.before}\n`);
-          return;
-        }
-        if (!o.dryRun) mkdirSync(o.out, { recursive: true });
-        for (const part of parts) {
-          const [cnt] = await db.unsafe(
-            `SELECT count(*)::int AS n, count(c.seq)::int AS sealed, min(c.seq) AS first_seq, max(c.seq) AS last_seq FROM pgwarden_audit.${quoteIdent(part.name)} r LEFT JOIN pgwarden_audit.chain c ON c.record_id = r.id`,
-          );
-          if (o.dryRun) {
-            process.stdout.write(`would archive ${part.name}: ${cnt?.n} record(s)\n`);
-            continue;
-          }
-          if (cnt?.n !== cnt?.sealed)
-            throw new PgwardenError(
-              'unsealed_records',
-              `${part.name} has ${Number(cnt?.n) - Number(cnt?.sealed)} unsealed record(s)`,
-              'Run pgwarden audit seal first (records of open transactions are sealed after they end).',
-            );
-          const file = join(o.out, `${part.name}.jsonl`);
-          const hash = createHash('sha256');
-          const stream = createWriteStream(file);
-          const first = cnt?.first_seq
-            ? await db`SELECT hash FROM pgwarden_audit.chain WHERE seq = ${Number(cnt.first_seq) - 1}`
-            : [];
-          const head = `${JSON.stringify({ partition: part.name, from: part.lo, to: part.hi, records: cnt?.n, first_seq: cnt?.first_seq, last_seq: cnt?.last_seq, prev_hash: first[0]?.hash ?? '' })}\n`;
-          hash.update(head);
-          stream.write(head);
-          const linkRows = db.unsafe(
-            `SELECT c.seq, c.hash, ${CANONICAL_SQL} AS canonical,
-               CASE WHEN lag(c.seq) OVER (ORDER BY c.seq) IS DISTINCT FROM c.seq - 1
-                    THEN (SELECT p.hash FROM pgwarden_audit.chain p WHERE p.seq = c.seq - 1) END AS prev
-             FROM pgwarden_audit.${quoteIdent(part.name)} r JOIN pgwarden_audit.chain c ON c.record_id = r.id ORDER BY c.seq`,
-          );
-          // the async iterator waits for each batch to be written
-          for await (const rows of linkRows.cursor(2000)) {
-            for (const r of rows) {
-              // a link whose predecessor is in another month carries that predecessor's hash
-              const link =
-                r.prev === null
-                  ? { seq: Number(r.seq), hash: r.hash, record: r.canonical }
-                  : { seq: Number(r.seq), prev: r.prev ?? '', hash: r.hash, record: r.canonical };
-              const line = `${JSON.stringify(link)}\n`;
-              hash.update(line);
-              if (!stream.write(line))
-                await new Promise<void>((res) => stream.once('drain', () => res()));
-            }
-          }
-          await new Promise<void>((res) => stream.end(res));
-          const digest = hash.digest('hex');
-          await db.begin(async (tx) => {
-            await tx`INSERT INTO pgwarden_audit.archives (partition_name, range_from, range_to, records, first_seq, last_seq, file, file_sha256)
-              VALUES (${part.name}, ${part.lo}, ${part.hi}, ${cnt?.n as number}, ${cnt?.first_seq ?? null}, ${cnt?.last_seq ?? null}, ${file}, ${digest})`;
-            await tx.unsafe(
-              `ALTER TABLE pgwarden_audit.records DETACH PARTITION pgwarden_audit.${quoteIdent(part.name)}`,
-            );
-            // a detached partition loses the parent's triggers: it stays append-only
-            await tx`SELECT pgwarden_audit.protect(${part.name})`;
-          });
+      const results = await withDb(o, (db) =>
+        archive(db, { before: o.before, out: o.out, dryRun: o.dryRun === true }),
+      );
+      if (results.length === 0)
+        process.stdout.write(`${c.green('ok')} nothing to archive before ${o.before}\n`);
+      for (const r of results) {
+        if (o.dryRun)
+          process.stdout.write(`would archive ${r.partition}: ${r.records} record(s)\n`);
+        else {
           process.stdout.write(
-            `${c.green('ok')} archived ${part.name}: ${cnt?.n} record(s) to ${file} (sha256 ${digest}); the partition is detached and kept as table pgwarden_audit.${part.name}\n`,
+            `${c.green('ok')} archived ${r.partition}: ${r.records} record(s) to ${r.file} (sha256 ${r.sha256}); the partition is detached and kept as table pgwarden_audit.${r.partition}\n`,
           );
         }
-      });
+      }
     });
 }

@@ -4,7 +4,11 @@
  * database cannot fake a clean result), streaming log queries and archives.
  */
 import { createHash } from 'node:crypto';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type postgres from 'postgres';
+import { PgwardenError } from '../errors.js';
+import { quoteIdent } from '../sql/quote.js';
 
 type Db = postgres.Sql | postgres.TransactionSql | postgres.ReservedSql;
 
@@ -245,4 +249,106 @@ export function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
   const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
   return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+export interface ArchivedPartition {
+  partition: string;
+  records: number;
+  file: string | null;
+  sha256: string | null;
+}
+
+/**
+ * Archives the monthly partitions before `before` (YYYY-MM; only months that are over): each to
+ * `<out>/<partition>.jsonl` (a header line with the previous link's hash, then one line per
+ * link, a link whose predecessor is in another month carrying that hash), its sha256 recorded in
+ * pgwarden_audit.archives, then the partition detached and kept, still append-only.
+ */
+export async function archive(
+  db: postgres.Sql,
+  o: { before: string; out: string; dryRun: boolean },
+): Promise<ArchivedPartition[]> {
+  if (!/^\d{4}-\d{2}$/.test(o.before)) {
+    throw new PgwardenError(
+      'invalid_option',
+      `--before ${o.before} is not a month`,
+      'Use YYYY-MM, e.g. 2026-01.',
+    );
+  }
+  await seal(db);
+  const parts = await db<{ name: string; lo: string; hi: string }[]>`
+    SELECT c.relname AS name, (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1] AS lo,
+           (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1] AS hi
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'pgwarden_audit.records'::regclass AND c.relname ~ '^records_[0-9]{4}_[0-9]{2}$'
+      AND c.relname < ${`records_${o.before.replace('-', '_')}`} ORDER BY c.relname`;
+  const thisMonth = new Date().toISOString().slice(0, 7);
+  const open = parts.filter((p) => p.name >= `records_${thisMonth.replace('-', '_')}`);
+  if (open.length > 0) {
+    throw new PgwardenError(
+      'month_not_over',
+      `${open.map((p) => p.name).join(', ')} ${open.length === 1 ? 'is' : 'are'} this month or later: only months that are over can be archived`,
+      `Use --before ${thisMonth} or earlier.`,
+    );
+  }
+  const done: ArchivedPartition[] = [];
+  if (!o.dryRun && parts.length > 0) mkdirSync(o.out, { recursive: true });
+  for (const part of parts) {
+    const table = `pgwarden_audit.${quoteIdent(part.name)}`;
+    const [cnt] = await db.unsafe(
+      `SELECT count(*)::int AS n, count(c.seq)::int AS sealed, min(c.seq) AS first_seq, max(c.seq) AS last_seq FROM ${table} r LEFT JOIN pgwarden_audit.chain c ON c.record_id = r.id`,
+    );
+    const records = Number(cnt?.n ?? 0);
+    if (o.dryRun) {
+      done.push({ partition: part.name, records, file: null, sha256: null });
+      continue;
+    }
+    if (records !== Number(cnt?.sealed ?? 0)) {
+      throw new PgwardenError(
+        'unsealed_records',
+        `${part.name} has ${records - Number(cnt?.sealed ?? 0)} unsealed record(s)`,
+        'Run pgwarden audit seal first (records of open transactions are sealed after they end).',
+      );
+    }
+    const file = join(o.out, `${part.name}.jsonl`);
+    const hash = createHash('sha256');
+    const stream = createWriteStream(file);
+    const write = async (line: string) => {
+      hash.update(line);
+      if (!stream.write(line)) await new Promise<void>((res) => stream.once('drain', () => res()));
+    };
+    const first = cnt?.first_seq
+      ? await db`SELECT hash FROM pgwarden_audit.chain WHERE seq = ${Number(cnt.first_seq) - 1}`
+      : [];
+    await write(
+      `${JSON.stringify({ partition: part.name, from: part.lo, to: part.hi, records, first_seq: cnt?.first_seq, last_seq: cnt?.last_seq, prev_hash: first[0]?.hash ?? '' })}\n`,
+    );
+    const links = db.unsafe(
+      `SELECT c.seq, c.hash, ${CANONICAL_SQL} AS canonical,
+         CASE WHEN lag(c.seq) OVER (ORDER BY c.seq) IS DISTINCT FROM c.seq - 1
+              THEN (SELECT p.hash FROM pgwarden_audit.chain p WHERE p.seq = c.seq - 1) END AS prev
+       FROM ${table} r JOIN pgwarden_audit.chain c ON c.record_id = r.id ORDER BY c.seq`,
+    );
+    // the async iterator waits for each batch to be written
+    for await (const rows of links.cursor(2000)) {
+      for (const r of rows) {
+        const link =
+          r.prev === null
+            ? { seq: Number(r.seq), hash: r.hash, record: r.canonical }
+            : { seq: Number(r.seq), prev: r.prev ?? '', hash: r.hash, record: r.canonical };
+        await write(`${JSON.stringify(link)}\n`);
+      }
+    }
+    await new Promise<void>((res) => stream.end(res));
+    const digest = hash.digest('hex');
+    await db.begin(async (tx) => {
+      await tx`INSERT INTO pgwarden_audit.archives (partition_name, range_from, range_to, records, first_seq, last_seq, file, file_sha256)
+        VALUES (${part.name}, ${part.lo}, ${part.hi}, ${records}, ${cnt?.first_seq ?? null}, ${cnt?.last_seq ?? null}, ${file}, ${digest})`;
+      await tx.unsafe(`ALTER TABLE pgwarden_audit.records DETACH PARTITION ${table}`);
+      // a detached partition loses the parent's triggers: it stays append-only
+      await tx`SELECT pgwarden_audit.protect(${part.name})`;
+    });
+    done.push({ partition: part.name, records, file, sha256: digest });
+  }
+  return done;
 }

@@ -2163,7 +2163,7 @@ BEGIN
   IF NOT pgwarden._is_approver(who) OR r.person = who THEN
     RAISE EXCEPTION 'permission denied: % may not decide export request %', who, request_id USING ERRCODE = 'insufficient_privilege';
   END IF;
-  UPDATE pgwarden.export_requests x SET status = 'rejected', decided_reason = reason,
+  UPDATE pgwarden.export_requests x SET status = 'rejected', decided_reason = reject_export.reason,
     approvals = x.approvals || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('by', who, 'at', pg_catalog.now(), 'rejected', true))
   WHERE x.id = request_id;
 END
