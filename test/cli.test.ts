@@ -1,40 +1,16 @@
 /**
  * The command line as a user runs it: the real bin in a child process, against a real database.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crmModel, readCrmFile } from '../examples/crm/setup.js';
 import { loadModel } from '../src/model/load.js';
 import { validateModel, withColumns } from '../src/model/validate.js';
 import { quoteIdent } from '../src/sql/quote.js';
+import { cli } from './helpers/cli.js';
 import { createTestDatabase, type TestDb } from './helpers/db.js';
-
-const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '..', 'bin', 'pgwarden.js');
-
-async function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], {
-      env: { ...process.env, NO_COLOR: '1', ...env },
-      timeout: 120_000,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return {
-      code: typeof err.code === 'number' ? err.code : -1,
-      stdout: err.stdout ?? '',
-      stderr: err.stderr ?? '',
-    };
-  }
-}
 
 let t: TestDb;
 beforeAll(async () => {

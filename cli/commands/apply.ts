@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { apply } from '../../src/apply/index.js';
 import { compile } from '../../src/compile/index.js';
 import { PgwardenError } from '../../src/errors.js';
+import { stepsNeedingPermission } from '../../src/plan/index.js';
 import { connect, databaseUrl, findModelFile, loadValidModel } from '../context.js';
 import { c, formatPlan } from '../output.js';
 
@@ -14,11 +15,31 @@ export function register(program: Command): void {
     .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
     .option('--role-prefix <prefix>', 'prefix for every role pgwarden creates', '')
     .option('-y, --yes', 'apply without asking (needed when not on a terminal)')
-    .option('--lock-timeout <duration>', 'how long to wait for locks', '10s')
+    .option(
+      '--lock-timeout <duration>',
+      'how long to wait for another apply and for table locks (then exit 4)',
+      '10s',
+    )
+    .option('--allow-widen', 'with --yes: allow steps that widen access')
+    .option(
+      '--allow-destructive',
+      'with --yes: allow destructive steps (drops audit, disables RLS)',
+    )
     .option('--sql', 'print the SQL of every step')
     .addHelpText(
       'after',
-      '\nExample:\n  $ pgwarden apply --model examples/crm/model.ts --url postgres://postgres@localhost/crm --yes\n',
+      `
+Without --yes, apply shows the plan (widening and destructive steps first) and asks.
+With --yes (needed when not on a terminal), a plan with steps that widen access needs
+--allow-widen, and one with destructive steps needs --allow-destructive; otherwise nothing
+changes and apply exits 5. A database's first apply is not gated for widening.
+
+Exit codes: 0 applied or nothing to do, 1 error (nothing changed), 3 invalid model,
+4 another apply held the lock longer than --lock-timeout, 5 needs --allow-widen/--allow-destructive.
+
+Example:
+  $ pgwarden apply --model examples/crm/model.ts --url postgres://postgres@localhost/crm --yes
+`,
     )
     .action(
       async (opts: {
@@ -28,6 +49,8 @@ export function register(program: Command): void {
         yes?: boolean;
         lockTimeout: string;
         sql?: boolean;
+        allowWiden?: boolean;
+        allowDestructive?: boolean;
       }) => {
         const db = connect(databaseUrl(opts.url));
         try {
@@ -46,7 +69,28 @@ export function register(program: Command): void {
             lockTimeout: opts.lockTimeout,
             confirm: async (plan) => {
               process.stdout.write(formatPlan(plan, opts.sql === true));
-              if (opts.yes) return true;
+              if (opts.yes) {
+                const needs = stepsNeedingPermission(plan, {
+                  widen: opts.allowWiden === true,
+                  destructive: opts.allowDestructive === true,
+                });
+                const lines = [
+                  ...needs.destructive.map((s) => `  - ${s.summary} [destructive]`),
+                  ...needs.widen.map((s) => `  - ${s.summary} [widens access]`),
+                ];
+                if (lines.length > 0) {
+                  const flags = [
+                    needs.destructive.length ? '--allow-destructive' : '',
+                    needs.widen.length ? '--allow-widen' : '',
+                  ].filter(Boolean);
+                  throw new PgwardenError(
+                    'needs_allow',
+                    `the plan has ${lines.length} step${lines.length === 1 ? '' : 's'} that need explicit permission; nothing was changed:\n${lines.join('\n')}`,
+                    `Review them, then run apply again with ${flags.join(' and ')}.`,
+                  );
+                }
+                return true;
+              }
               const rl = createInterface({ input: process.stdin, output: process.stdout });
               const answer = await rl.question(
                 `\nApply these ${plan.steps.length} steps? Type "yes": `,

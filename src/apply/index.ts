@@ -6,9 +6,11 @@ import type postgres from 'postgres';
 import type { CatalogObject } from '../catalog/objects.js';
 import { registryDelete, registryUpsert } from '../catalog/registry.js';
 import { PgwardenError } from '../errors.js';
-import { introspect } from '../introspect/index.js';
+import { introspect, readRegistry } from '../introspect/index.js';
 import { preflight } from '../introspect/preflight.js';
+import { type DriftFinding, driftReport } from '../plan/drift.js';
 import { diff, type Plan, type PlanStep } from '../plan/index.js';
+import { loadParser } from '../sql/tree.js';
 
 /** pg_advisory_xact_lock key shared by every pgwarden apply ("pgwarden" as hex bytes). */
 export const APPLY_LOCK_KEY = '8103780893474906990';
@@ -33,6 +35,7 @@ export async function planAgainst(
   db: postgres.Sql,
   desired: readonly CatalogObject[],
 ): Promise<Plan> {
+  await loadParser();
   return await db.begin(async (tx) => {
     await tx.unsafe('SET TRANSACTION READ ONLY');
     await preflight(tx, desired);
@@ -41,11 +44,49 @@ export async function planAgainst(
   });
 }
 
+export interface DriftResult {
+  /** pgwarden has applied something to this database */
+  installed: boolean;
+  /** objects recorded in the registry */
+  objects: number;
+  findings: DriftFinding[];
+  lastApply: { at: string; by: string; modelName: string; modelHash: string } | null;
+}
+
+/** The live database against what pgwarden last applied; read-only. */
+export async function driftAgainst(db: postgres.Sql): Promise<DriftResult> {
+  await loadParser();
+  return await db.begin(async (tx) => {
+    await tx.unsafe('SET TRANSACTION READ ONLY');
+    const { installed, registry } = await readRegistry(tx);
+    if (!installed) return { installed, objects: 0, findings: [], lastApply: null };
+    const applied = [...registry.values()].map((e) => e.object);
+    const live = await introspect(tx, applied);
+    const [last] = await tx<
+      { at: Date; by: string; model_name: string; model_hash: string }[]
+    >`SELECT applied_at AS at, applied_by AS by, model_name, model_hash FROM pgwarden.applies ORDER BY id DESC LIMIT 1`;
+    return {
+      installed,
+      objects: applied.length,
+      findings: driftReport(applied, live),
+      lastApply: last
+        ? {
+            at: last.at.toISOString(),
+            by: last.by,
+            modelName: last.model_name,
+            modelHash: last.model_hash,
+          }
+        : null,
+    };
+  });
+}
+
 export async function apply(
   db: postgres.Sql,
   desired: readonly CatalogObject[],
   options: ApplyOptions,
 ): Promise<ApplyResult> {
+  await loadParser();
   try {
     return await db.begin(async (tx) => {
       await tx.unsafe(`SET LOCAL lock_timeout = ${quoteTimeout(options.lockTimeout ?? '10s')}`);
@@ -106,6 +147,8 @@ async function record(
   options: ApplyOptions,
 ): Promise<void> {
   for (const s of plan.steps) {
+    // repairs of objects pgwarden never created are not recorded as pgwarden's
+    if (s.reason === 'unknown') continue;
     await tx.unsafe(
       s.action === 'drop' ? registryDelete(s.key).text : registryUpsert(s.object).text,
     );
@@ -115,6 +158,7 @@ async function record(
     key: s.key,
     reason: s.reason,
     effect: s.effect,
+    summary: s.summary,
   }));
   await tx`INSERT INTO pgwarden.applies (model_name, model_hash, plan) VALUES (${options.modelName}, ${options.modelHash}, ${tx.json(summary)})`;
 }

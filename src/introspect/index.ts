@@ -3,7 +3,14 @@
  * whether it exists as recorded. Only this module and apply/ touch the database.
  */
 import type postgres from 'postgres';
-import type { CatalogObject, GrantTarget, PolicyObject } from '../catalog/objects.js';
+import { fingerprint } from '../catalog/fingerprint.js';
+import type {
+  CatalogObject,
+  GrantObject,
+  GrantTarget,
+  PolicyObject,
+  RevokePublicObject,
+} from '../catalog/objects.js';
 import { objectKey } from '../catalog/objects.js';
 import { serverFormExpr } from '../catalog/registry.js';
 import { join, literal, type Sql, sql, textArray, unsafeRaw } from '../sql/fragment.js';
@@ -25,6 +32,37 @@ export interface LiveState {
   present: ReadonlyMap<string, boolean>;
   /** policies on protected tables that neither the model nor the registry knows (hand-made) */
   unknownPolicies: readonly PolicyObject[];
+  /** the policies pgwarden knows, as they are now in the database (key -> definition) */
+  livePolicies: ReadonlyMap<string, PolicyObject>;
+  /** key -> an object of that name exists at all (edited vs dropped), for named kinds */
+  exists: ReadonlyMap<string, boolean>;
+  /** "schema.table" of every protected table -> its row level security flags */
+  rlsFlags: ReadonlyMap<string, { enabled: boolean; forced: boolean }>;
+  /** privileges on protected tables, managed views and their schemas that nobody declared */
+  unknownGrants: readonly GrantObject[];
+  /** objects where PUBLIC holds privileges and pgwarden has no revoke for that yet */
+  unknownPublic: readonly RevokePublicObject[];
+  /** user triggers on protected tables and managed views that pgwarden did not create */
+  unknownTriggers: readonly UnknownTrigger[];
+  /** tables, views and other relations in protected or exposed schemas that the model does not cover */
+  unmanagedRelations: readonly UnmanagedRelation[];
+}
+
+export interface UnknownTrigger {
+  schema: string;
+  table: string;
+  name: string;
+  function: string;
+  enabled: string;
+}
+
+export interface UnmanagedRelation {
+  schema: string;
+  name: string;
+  /** table, partitioned table, view, materialized view, foreign table */
+  type: string;
+  /** a partition of this table (queried directly, it bypasses the parent's policies) */
+  partitionOf: string | null;
 }
 
 type Db = postgres.Sql | postgres.TransactionSql;
@@ -178,7 +216,13 @@ export async function introspect(db: Db, desired: readonly CatalogObject[]): Pro
   const serverVersion = await serverVersionNum(db);
   const { installed, registry } = await readRegistry(db);
   const objects = new Map<string, CatalogObject>();
-  for (const o of desired) objects.set(objectKey(o), o);
+  // An object applied with an equivalent definition (same fingerprint: the same parse tree,
+  // maybe formatted differently) is checked as it was applied, since that text is what is there.
+  for (const o of desired) {
+    const k = objectKey(o);
+    const applied = registry.get(k);
+    objects.set(k, applied && applied.fingerprint === fingerprint(o) ? applied.object : o);
+  }
   for (const [k, e] of registry) if (!objects.has(k)) objects.set(k, e.object);
   const keys = [...objects.keys()];
   const present = new Map<string, boolean>();
@@ -195,8 +239,211 @@ export async function introspect(db: Db, desired: readonly CatalogObject[]): Pro
     const r = rows[0]?.r ?? [];
     for (const [j, k] of part.entries()) present.set(k, r[j] === true);
   }
-  const unknownPolicies = await readUnknownPolicies(db, [...objects.values()], objects);
-  return { serverVersion, catalogInstalled: installed, registry, present, unknownPolicies };
+  const exists = new Map<string, boolean>();
+  const named = keys.filter((k) => existenceCheck(objects.get(k) as CatalogObject) !== null);
+  for (let i = 0; i < named.length; i += CHUNK) {
+    const part = named.slice(i, i + CHUNK);
+    const exprs = part.map((k) => existenceCheck(objects.get(k) as CatalogObject) as Sql);
+    const rows = await query<{ r: boolean[] }>(
+      db,
+      sql`SELECT ARRAY[${join(exprs, ',\n')}]::boolean[] AS r`,
+    );
+    const r = rows[0]?.r ?? [];
+    for (const [j, k] of part.entries()) exists.set(k, r[j] === true);
+  }
+  const all = [...objects.values()];
+  const livePolicies = new Map<string, PolicyObject>();
+  const unknownPolicies = await readUnknownPolicies(db, all, objects, livePolicies);
+  const rlsFlags = await readRlsFlags(db, all);
+  const { grants: unknownGrants, publicOn: unknownPublic } = await readUnknownGrants(db, all);
+  const unknownTriggers = await readUnknownTriggers(db, all);
+  const unmanagedRelations = await readUnmanagedRelations(db, all);
+  return {
+    serverVersion,
+    catalogInstalled: installed,
+    registry,
+    present,
+    unknownPolicies,
+    livePolicies,
+    exists,
+    rlsFlags,
+    unknownGrants,
+    unknownPublic,
+    unknownTriggers,
+    unmanagedRelations,
+  };
+}
+
+/** A boolean SQL expression: an object of this name exists (however defined); null for unnamed kinds. */
+function existenceCheck(o: CatalogObject): Sql | null {
+  switch (o.kind) {
+    case 'role':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.name)})`;
+    case 'schema':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = ${literal(o.name)})`;
+    case 'function':
+      return sql`pg_catalog.to_regprocedure(${literal(`${quoteIdent(o.schema)}.${quoteIdent(o.name)}(${o.args.map((a) => a.type).join(', ')})`)}) IS NOT NULL`;
+    case 'view':
+      return sql`EXISTS (SELECT FROM ${relation(o.schema, o.name)})`;
+    case 'policy':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ${literal(o.schema)} AND c.relname = ${literal(o.table)} AND p.polname = ${literal(o.name)})`;
+    case 'trigger':
+      return sql`EXISTS (SELECT FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ${literal(o.schema)} AND c.relname = ${literal(o.table)} AND tg.tgname = ${literal(o.name)})`;
+    default:
+      return null;
+  }
+}
+
+function protectedTables(objects: readonly CatalogObject[]): { schema: string; table: string }[] {
+  const out: { schema: string; table: string }[] = [];
+  for (const o of objects) if (o.kind === 'rls') out.push({ schema: o.schema, table: o.table });
+  return out;
+}
+
+function managedViews(objects: readonly CatalogObject[]): { schema: string; table: string }[] {
+  const out: { schema: string; table: string }[] = [];
+  for (const o of objects) if (o.kind === 'view') out.push({ schema: o.schema, table: o.name });
+  return out;
+}
+
+/** (schema, name) IN (...) over a list, as a SQL condition on the given columns. */
+function pairIn(left: Sql, pairs: readonly { schema: string; table: string }[]): Sql {
+  if (pairs.length === 0) return unsafeRaw('false');
+  return sql`${left} IN (SELECT * FROM unnest(${textArray(pairs.map((p) => p.schema))}, ${textArray(pairs.map((p) => p.table))}))`;
+}
+
+async function readRlsFlags(
+  db: Db,
+  objects: readonly CatalogObject[],
+): Promise<Map<string, { enabled: boolean; forced: boolean }>> {
+  const tables = protectedTables(objects);
+  const out = new Map<string, { enabled: boolean; forced: boolean }>();
+  if (tables.length === 0) return out;
+  const rows = await query<{ schema: string; name: string; enabled: boolean; forced: boolean }>(
+    db,
+    sql`SELECT n.nspname AS schema, c.relname AS name, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE ${pairIn(unsafeRaw('(n.nspname, c.relname)'), tables)}`,
+  );
+  for (const r of rows) out.set(`${r.schema}.${r.name}`, { enabled: r.enabled, forced: r.forced });
+  return out;
+}
+
+/**
+ * Privileges on protected tables and managed views (and USAGE/CREATE on their schemas) held by
+ * a role that neither the model nor the registry grants them to. The owner's own privileges and
+ * PUBLIC (covered by the revoke_public objects) are not listed.
+ */
+async function readUnknownGrants(
+  db: Db,
+  objects: readonly CatalogObject[],
+): Promise<{ grants: GrantObject[]; publicOn: RevokePublicObject[] }> {
+  const relations = [...protectedTables(objects), ...managedViews(objects)];
+  if (relations.length === 0) return { grants: [], publicOn: [] };
+  const schemas = [...new Set(relations.map((r) => r.schema))];
+  const known = new Set<string>();
+  const tkey = (t: GrantTarget) =>
+    t.kind === 'schema'
+      ? `schema:${t.name}`
+      : t.kind === 'table'
+        ? `table:${t.schema}.${t.name}`
+        : '';
+  const publicCovered = new Set<string>();
+  const publicOn = new Map<string, GrantTarget>();
+  for (const o of objects) {
+    if (o.kind === 'revoke_public') publicCovered.add(tkey(o.target));
+    if (o.kind !== 'grant') continue;
+    for (const p of o.privileges) known.add(`${tkey(o.target)}|${o.grantee}|${p}`);
+  }
+  const rows = await query<{
+    kind: 'table' | 'schema';
+    schema: string;
+    name: string;
+    grantee: string | null;
+    privilege: string;
+  }>(
+    db,
+    sql`SELECT 'table' AS kind, n.nspname AS schema, c.relname AS name, r.rolname AS grantee, a.privilege_type AS privilege
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+    WHERE ${pairIn(unsafeRaw('(n.nspname, c.relname)'), relations)} AND a.grantee <> c.relowner
+    UNION ALL
+    SELECT 'schema', n.nspname, n.nspname, r.rolname, a.privilege_type
+    FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+    WHERE n.nspname = ANY (${textArray(schemas)}) AND a.grantee <> n.nspowner
+    ORDER BY 1, 2, 3, 4, 5`,
+  );
+  const grouped = new Map<string, GrantObject>();
+  for (const r of rows) {
+    const target: GrantTarget =
+      r.kind === 'schema'
+        ? { kind: 'schema', name: r.name }
+        : { kind: 'table', schema: r.schema, name: r.name };
+    if (r.grantee === null) {
+      // PUBLIC: already reported through a revoke_public object when pgwarden manages that
+      if (!publicCovered.has(tkey(target))) publicOn.set(tkey(target), target);
+      continue;
+    }
+    if (known.has(`${tkey(target)}|${r.grantee}|${r.privilege}`)) continue;
+    const k = `${tkey(target)}|${r.grantee}`;
+    const g = grouped.get(k);
+    if (g) (g.privileges as string[]).push(r.privilege);
+    else grouped.set(k, { kind: 'grant', target, grantee: r.grantee, privileges: [r.privilege] });
+  }
+  return {
+    grants: [...grouped.values()],
+    publicOn: [...publicOn.values()].map((target) => ({ kind: 'revoke_public', target })),
+  };
+}
+
+async function readUnknownTriggers(
+  db: Db,
+  objects: readonly CatalogObject[],
+): Promise<UnknownTrigger[]> {
+  const relations = [...protectedTables(objects), ...managedViews(objects)];
+  if (relations.length === 0) return [];
+  const known = new Set<string>();
+  for (const o of objects) if (o.kind === 'trigger') known.add(`${o.schema}.${o.table}:${o.name}`);
+  const rows = await query<UnknownTrigger>(
+    db,
+    sql`SELECT n.nspname AS schema, c.relname AS table, tg.tgname AS name,
+      tg.tgfoid::pg_catalog.regprocedure::text AS function, tg.tgenabled::text AS enabled
+    FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT tg.tgisinternal AND ${pairIn(unsafeRaw('(n.nspname, c.relname)'), relations)}
+    ORDER BY 1, 2, 3`,
+  );
+  return rows.filter((r) => !known.has(`${r.schema}.${r.table}:${r.name}`));
+}
+
+async function readUnmanagedRelations(
+  db: Db,
+  objects: readonly CatalogObject[],
+): Promise<UnmanagedRelation[]> {
+  const tables = protectedTables(objects);
+  const views = managedViews(objects);
+  const managed = [...tables, ...views];
+  const schemas = [...new Set(managed.map((r) => r.schema))];
+  if (schemas.length === 0) return [];
+  return await query<UnmanagedRelation>(
+    db,
+    sql`SELECT n.nspname AS schema, c.relname AS name,
+      CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' WHEN 'v' THEN 'view'
+        WHEN 'm' THEN 'materialized view' ELSE 'foreign table' END AS type,
+      (SELECT pn.nspname || '.' || pc.relname FROM pg_catalog.pg_inherits i
+        JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+        WHERE i.inhrelid = c.oid AND c.relispartition LIMIT 1) AS "partitionOf"
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ANY (${textArray(schemas)}) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      AND NOT ${pairIn(unsafeRaw('(n.nspname, c.relname)'), managed)}
+    ORDER BY 1, 2`,
+  );
 }
 
 /** Every policy on a protected table whose key is neither desired nor recorded. */
@@ -204,6 +451,7 @@ async function readUnknownPolicies(
   db: Db,
   objects: readonly CatalogObject[],
   known: ReadonlyMap<string, CatalogObject>,
+  live: Map<string, PolicyObject>,
 ): Promise<PolicyObject[]> {
   const tables = objects.filter((o) => o.kind === 'rls');
   if (tables.length === 0) return [];
@@ -246,6 +494,7 @@ async function readUnknownPolicies(
       check: r.check,
     };
     if (!known.has(objectKey(p))) out.push(p);
+    else live.set(objectKey(p), p);
   }
   return out;
 }

@@ -3,6 +3,8 @@
  * when there are none. Hand-written (not zod) so that each problem gets an exact path, a code
  * and a fix, and so that checking goes on after the first problem.
  */
+
+import { loadParser } from '../sql/tree.js';
 import { checkExpression } from './expression.js';
 import {
   formatPath,
@@ -345,6 +347,8 @@ export async function validateModel(
   input: unknown,
   options: ValidateOptions = {},
 ): Promise<ValidationResult> {
+  // the SQL parser is needed by validation and, later, by fingerprints of the compiled objects
+  await loadParser();
   const v = new Validator(options.source);
   const requireColumns = options.requireColumns ?? false;
 

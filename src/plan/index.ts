@@ -16,6 +16,7 @@ import { cmp, dependsOn, objectKey, rank } from '../catalog/objects.js';
 import { PgwardenError } from '../errors.js';
 import type { LiveState } from '../introspect/index.js';
 import { describe, type Effect, effectOf, renderCreate, renderDrop } from '../sql/render.js';
+import { canonicalStatements, exprNarrowerOrEqual } from '../sql/tree.js';
 
 export type StepAction = 'create' | 'replace' | 'drop';
 export type StepReason = 'new' | 'changed' | 'drifted' | 'removed' | 'dependent' | 'unknown';
@@ -37,9 +38,36 @@ export interface Plan {
   steps: PlanStep[];
   /** objects that need no change */
   unchanged: number;
+  /** nothing has been applied to this database yet (its first apply installs everything) */
+  firstApply: boolean;
 }
 
-function step(object: CatalogObject, action: StepAction, reason: StepReason): PlanStep {
+/**
+ * Steps that need the user's explicit permission when nobody can be asked: destructive steps
+ * always, widening steps unless this is the database's first apply (which grants access from
+ * nothing and is reviewed as a whole).
+ */
+export function stepsNeedingPermission(
+  plan: Plan,
+  allow: { widen?: boolean; destructive?: boolean },
+): { widen: PlanStep[]; destructive: PlanStep[] } {
+  return {
+    widen: allow.widen || plan.firstApply ? [] : plan.steps.filter((s) => s.effect === 'widens'),
+    destructive: allow.destructive ? [] : plan.steps.filter((s) => s.effect === 'destructive'),
+  };
+}
+
+function step(
+  object: CatalogObject,
+  action: StepAction,
+  reason: StepReason,
+  context: {
+    previous?: CatalogObject;
+    exists?: boolean;
+    live?: CatalogObject;
+    effect?: Effect;
+  } = {},
+): PlanStep {
   const sql = (action === 'drop' ? renderDrop(object) : renderCreate(object)).map((s) => s.text);
   const verb = action === 'create' ? (reason === 'new' ? 'create' : 're-create') : action;
   return {
@@ -48,20 +76,24 @@ function step(object: CatalogObject, action: StepAction, reason: StepReason): Pl
     kind: object.kind,
     key: objectKey(object),
     reason,
-    summary: `${verb} ${describe(object)}${why(object, reason)}`,
-    effect: effect(object, action, reason),
+    summary: `${reason === 'unknown' && action === 'drop' && object.kind === 'grant' ? 'revoke' : verb} ${describe(object)}${why(object, reason, context.exists)}`,
+    effect: context.effect ?? effect(object, action, reason, context),
     sql,
     object,
   };
 }
 
-function why(o: CatalogObject, reason: StepReason): string {
+function why(o: CatalogObject, reason: StepReason, exists: boolean | undefined): string {
   switch (reason) {
     case 'drifted':
+      if (exists === true) return ' (edited outside pgwarden; restores the applied definition)';
+      if (exists === false) return ' (dropped outside pgwarden)';
       return ' (changed or removed outside pgwarden)';
     case 'dependent':
       return ' (lives on a re-created object)';
     case 'unknown':
+      if (o.kind === 'grant') return ' (not granted by the model)';
+      if (o.kind === 'revoke_public') return ' (PUBLIC holds privileges)';
       if (o.kind !== 'policy') return ' (not created by pgwarden)';
       return ` (not created by pgwarden: ${o.permissive ? 'PERMISSIVE' : 'RESTRICTIVE'} ${o.command} TO ${o.to.join(', ')}${o.using !== null ? ` USING (${o.using})` : ''}${o.check !== null ? ` WITH CHECK (${o.check})` : ''})`;
     default:
@@ -69,19 +101,55 @@ function why(o: CatalogObject, reason: StepReason): string {
   }
 }
 
-function effect(o: CatalogObject, action: StepAction, reason: StepReason): Effect {
-  // dropping a restrictive policy lifts a restriction
-  if (action === 'drop' && o.kind === 'policy' && !o.permissive) return 'widens';
-  if (reason === 'drifted' && (o.kind === 'policy' || o.kind === 'view')) return 'widens';
+function effect(
+  o: CatalogObject,
+  action: StepAction,
+  reason: StepReason,
+  context: { previous?: CatalogObject; exists?: boolean; live?: CatalogObject },
+): Effect {
+  // dropping a restrictive policy lifts a restriction; creating one adds one
+  if (o.kind === 'policy' && !o.permissive) return action === 'drop' ? 'widens' : 'narrows';
   if (action === 'drop') return effectOf(o, 'drop');
-  if (action === 'replace') return replaceEffect(o);
+  // put back on an object that is re-created: what was already there
+  if (reason === 'dependent') return 'neutral';
+  // an object edited by hand: compared with what is in the database now
+  if (reason === 'drifted' && context.exists === true) return replaceEffect(o, context.live);
+  if (action === 'replace') return replaceEffect(o, context.previous);
   return effectOf(o, 'create');
 }
 
-function replaceEffect(o: CatalogObject): Effect {
-  // A changed policy or view may widen access; without comparing predicates we cannot tell it
-  // narrows, so it is flagged as widening (issue #6 refines this with normalized comparison).
-  return o.kind === 'policy' || o.kind === 'view' || o.kind === 'membership' ? 'widens' : 'neutral';
+/**
+ * A changed object narrows access only when that is proven: a policy whose expressions imply the
+ * old ones (syntactically, on the parse trees) for no more roles; anything else that can grant
+ * access and is not proven narrower is classed as widening.
+ */
+export function replaceEffect(o: CatalogObject, previous: CatalogObject | undefined): Effect {
+  if (o.kind === 'policy' && previous?.kind === 'policy') {
+    if (o.command !== previous.command || o.permissive !== previous.permissive) return 'widens';
+    const roles = o.permissive
+      ? o.to.every((r) => previous.to.includes(r))
+      : previous.to.every((r) => o.to.includes(r));
+    const narrower =
+      roles &&
+      exprNarrowerOrEqual(o.using, previous.using) &&
+      exprNarrowerOrEqual(o.check, previous.check);
+    return narrower ? 'narrows' : 'widens';
+  }
+  if (o.kind === 'view' && previous?.kind === 'view') {
+    const sameQuery =
+      canonicalStatements(`SELECT * FROM (${o.query}) AS q`) ===
+      canonicalStatements(`SELECT * FROM (${previous.query}) AS q`);
+    return sameQuery ? 'neutral' : 'widens';
+  }
+  if (o.kind === 'membership' || o.kind === 'policy' || o.kind === 'view') return 'widens';
+  if (o.kind === 'role' && previous?.kind === 'role') {
+    const gains =
+      (o.bypassrls && !previous.bypassrls) ||
+      (o.createrole && !previous.createrole) ||
+      (o.login && !previous.login);
+    return gains ? 'widens' : 'neutral';
+  }
+  return 'neutral';
 }
 
 export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
@@ -89,7 +157,14 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
   const recreated = new Set<string>();
   let unchanged = 0;
   const desiredKeys = new Set<string>();
-  const pending: { o: CatalogObject; action: StepAction; reason: StepReason }[] = [];
+  const pending: {
+    o: CatalogObject;
+    action: StepAction;
+    reason: StepReason;
+    previous?: CatalogObject;
+    exists?: boolean | undefined;
+    live?: CatalogObject | undefined;
+  }[] = [];
 
   for (const o of desired) {
     const key = objectKey(o);
@@ -107,10 +182,16 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
           'Catalog files are append-only: restore the file and add the change as a new numbered file in sql/.',
         );
       }
-      pending.push({ o, action: 'replace', reason: 'changed' });
+      pending.push({ o, action: 'replace', reason: 'changed', previous: applied.object });
       recreated.add(key);
     } else if (live.present.get(key) !== true) {
-      pending.push({ o, action: 'create', reason: 'drifted' });
+      pending.push({
+        o,
+        action: 'create',
+        reason: 'drifted',
+        exists: live.exists.get(key),
+        live: live.livePolicies.get(key),
+      });
       recreated.add(key);
     } else {
       unchanged += 1;
@@ -131,12 +212,37 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
     drops.push(step(entry.object, 'drop', 'removed'));
   }
   for (const p of live.unknownPolicies) drops.push(step(p, 'drop', 'unknown'));
+  for (const g of live.unknownGrants) drops.push(step(g, 'drop', 'unknown'));
   drops.sort((a, b) => rank(b.object) - rank(a.object) || cmp(a.key, b.key));
+  // a grant whose privileges shrink is a drop of the old grant and a create of the new one
+  const droppedGrants = drops.filter((d) => d.object.kind === 'grant').map((d) => d.object);
   const creates = pending
-    .map((p) => step(p.o, p.action, p.reason))
+    .map((p) =>
+      step(p.o, p.action, p.reason, {
+        ...(p.previous ? { previous: p.previous } : {}),
+        ...(p.exists !== undefined ? { exists: p.exists } : {}),
+        ...(p.live ? { live: p.live } : {}),
+        ...(p.reason === 'new' && p.o.kind === 'grant' && grantShrinks(p.o, droppedGrants)
+          ? { effect: 'narrows' as const }
+          : {}),
+      }),
+    )
+    .concat(live.unknownPublic.map((r) => step(r, 'create', 'unknown')))
     .sort((a, b) => rank(a.object) - rank(b.object) || cmp(a.key, b.key));
   steps.push(...drops, ...creates);
-  return { steps, unchanged };
+  return { steps, unchanged, firstApply: live.registry.size === 0 };
+}
+
+function grantShrinks(g: CatalogObject, dropped: readonly CatalogObject[]): boolean {
+  if (g.kind !== 'grant') return false;
+  const t = JSON.stringify(g.target);
+  return dropped.some(
+    (d) =>
+      d.kind === 'grant' &&
+      d.grantee === g.grantee &&
+      JSON.stringify(d.target) === t &&
+      g.privileges.every((p) => d.privileges.includes(p)),
+  );
 }
 
 /** Steps that do something in the database (drops of never-dropped kinds only update the registry). */

@@ -1,0 +1,105 @@
+/**
+ * SQL as the Postgres parser sees it (libpg-query, the server's own grammar): a text's parse
+ * tree without source positions. Two texts with the same tree differ only in formatting
+ * (whitespace, comments, keyword case, redundant parentheses, unquoted identifier case), so
+ * fingerprints and plan comparisons use the tree, never the text.
+ *
+ * The parser is WebAssembly and loads asynchronously: `loadParser()` must have run once before
+ * the synchronous functions here are used. validateModel, apply and planAgainst do it.
+ */
+import { loadModule, parseSync } from 'libpg-query';
+import { PgwardenError } from '../errors.js';
+
+let loaded = false;
+
+export async function loadParser(): Promise<void> {
+  if (loaded) return;
+  await loadModule();
+  loaded = true;
+}
+
+type Json = unknown;
+
+function strip(v: Json): Json {
+  if (Array.isArray(v)) return v.map(strip);
+  if (v && typeof v === 'object') {
+    const out: Record<string, Json> = {};
+    for (const [k, x] of Object.entries(v as Record<string, Json>)) {
+      if (k === 'location' || k === 'stmt_location' || k === 'stmt_len') continue;
+      out[k] = strip(x);
+    }
+    return out;
+  }
+  return v;
+}
+
+function parseTree(text: string): Json {
+  if (!loaded) {
+    throw new PgwardenError(
+      'parser_not_loaded',
+      'the SQL parser was used before it was loaded',
+      'This is a bug in the caller: await loadParser() (src/sql/tree.ts) before comparing SQL.',
+    );
+  }
+  return strip((parseSync(text) as { stmts?: Json }).stmts ?? []);
+}
+
+/** The statements' parse trees as canonical JSON (formatting-independent). */
+export function canonicalStatements(text: string): string {
+  return JSON.stringify(parseTree(text));
+}
+
+/** The parse tree of one SQL expression, or null when it does not parse as one. */
+export function expressionTree(expr: string): Json | null {
+  try {
+    const stmts = parseTree(`SELECT (${expr})`) as {
+      stmt: { SelectStmt: { targetList: { ResTarget: { val: Json } }[] } };
+    }[];
+    return stmts[0]?.stmt.SelectStmt.targetList[0]?.ResTarget.val ?? null;
+  } catch (e) {
+    if (e instanceof PgwardenError) throw e;
+    return null;
+  }
+}
+
+function boolArgs(t: Json, op: 'AND_EXPR' | 'OR_EXPR'): Json[] | null {
+  const b = (t as { BoolExpr?: { boolop: string; args: Json[] } } | null)?.BoolExpr;
+  return b && b.boolop === op ? b.args : null;
+}
+
+function boolConst(t: Json): boolean | null {
+  const c = (t as { A_Const?: { boolval?: { boolval?: boolean } } } | null)?.A_Const;
+  if (!c || !('boolval' in c)) return null;
+  return c.boolval?.boolval === true;
+}
+const isTrue = (t: Json) => boolConst(t) === true;
+const isFalse = (t: Json) => boolConst(t) === false;
+
+const same = (a: Json, b: Json) => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * A syntactic proof that `a` implies `b` (every row `a` admits, `b` admits). Sound, not
+ * complete: false means "not proven", never "proven not".
+ */
+export function implies(a: Json, b: Json): boolean {
+  if (same(a, b) || isTrue(b) || isFalse(a)) return true;
+  const bOr = boolArgs(b, 'OR_EXPR');
+  if (bOr?.some((x) => implies(a, x))) return true;
+  const aAnd = boolArgs(a, 'AND_EXPR');
+  if (aAnd?.some((x) => implies(x, b))) return true;
+  const aOr = boolArgs(a, 'OR_EXPR');
+  if (aOr?.every((x) => implies(x, b))) return true;
+  const bAnd = boolArgs(b, 'AND_EXPR');
+  if (bAnd?.every((x) => implies(a, x))) return true;
+  return false;
+}
+
+/** `newExpr` admits no row `oldExpr` did not (null means no restriction, i.e. true). */
+export function exprNarrowerOrEqual(newExpr: string | null, oldExpr: string | null): boolean {
+  if (oldExpr === null) return true;
+  if (newExpr === null) return false;
+  const a = expressionTree(newExpr);
+  const b = expressionTree(oldExpr);
+  if (a === null || b === null) return false;
+  return implies(a, b);
+}
