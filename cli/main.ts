@@ -4,6 +4,7 @@ import { PgwardenError } from '../src/errors.js';
 import { register as admin } from './commands/admin.js';
 import { register as applyCmd } from './commands/apply.js';
 import { register as audit } from './commands/audit.js';
+import { register as check } from './commands/check.js';
 import { register as data } from './commands/data.js';
 import { register as demo } from './commands/demo.js';
 import { register as diffCmd } from './commands/diff.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   plan(program);
   applyCmd(program);
   diffCmd(program);
+  check(program);
   demo(program);
   admin(program);
   audit(program);
