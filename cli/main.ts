@@ -11,6 +11,7 @@ import { register as diffCmd } from './commands/diff.js';
 import { register as explain } from './commands/explain.js';
 import { register as generate } from './commands/generate.js';
 import { register as plan } from './commands/plan.js';
+import { register as testCmd } from './commands/test.js';
 import { ExitError } from './context.js';
 import { c, EXIT } from './output.js';
 
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   admin(program);
   audit(program);
   data(program);
+  testCmd(program);
   explain(program);
   program.addHelpText(
     'after',
