@@ -1,10 +1,12 @@
 /**
  * drizzle-kit config for the reference CRM's tables. drizzle-kit owns the application tables
  * (schema `crm`); pgwarden owns policies, views, triggers, roles and grants. `schemaFilter`
- * keeps `drizzle-kit push` / `generate` to schema `crm`, so it never sees pgwarden's schemas
- * (`crm_api`, `pgwarden`). drizzle-kit does not manage row level security here (no
- * `pgPolicy` / `.enableRLS()` in the schema), so it leaves pgwarden's policies alone; see
- * docs/decisions.md.
+ * keeps drizzle-kit to schema `crm`, so it never sees pgwarden's schemas (`crm_api`,
+ * `pgwarden`). `drizzle-kit push` is NOT safe on a database pgwarden manages, whatever the
+ * config: it drops every policy on the `crm` tables that the drizzle schema does not declare
+ * (and disables row level security unless the tables declare `.enableRLS()`). Use
+ * `drizzle-kit generate` + `migrate` (with `pgwarden generate --drizzle`), or run
+ * `pgwarden apply` right after every push; see docs/drizzle.md. Never set `entities.roles`.
  */
 import { defineConfig } from 'drizzle-kit';
 

@@ -1,7 +1,10 @@
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
+import type { CatalogObject } from '../../src/catalog/objects.js';
 import { compile } from '../../src/compile/index.js';
+import { type DrizzleResult, drizzleMigration } from '../../src/generate/drizzle.js';
 import { generate } from '../../src/generate/index.js';
 import { findModelFile, loadValidModel } from '../context.js';
 import { c } from '../output.js';
@@ -12,17 +15,29 @@ export function register(program: Command): void {
     .description('write the SQL for the model as ordered files (offline, deterministic)')
     .option('-m, --model <file>', 'model file (.ts, .yaml, .json)')
     .option('-o, --out <dir>', 'folder for the SQL files', 'pgwarden-sql')
+    .option(
+      '--drizzle <folder>',
+      'instead: add the SQL as a custom migration to this drizzle-kit migrations folder (drizzle.config `out`)',
+    )
     .option('--role-prefix <prefix>', 'prefix for every role pgwarden creates', '')
     .addHelpText(
       'after',
-      '\nExample:\n  $ pgwarden generate --model examples/crm/model.ts --out migrations/pgwarden\n  $ cat migrations/pgwarden/*.sql | psql --single-transaction -v ON_ERROR_STOP=1 "$DATABASE_URL"\n',
+      '\nExample:\n  $ pgwarden generate --model examples/crm/model.ts --out migrations/pgwarden\n  $ cat migrations/pgwarden/*.sql | psql --single-transaction -v ON_ERROR_STOP=1 "$DATABASE_URL"\n  $ pgwarden generate --model examples/crm/model.ts --drizzle drizzle && npx drizzle-kit migrate\n',
     )
-    .action(async (opts: { model?: string; out: string; rolePrefix: string }) => {
+    .action(async (opts: { model?: string; out: string; drizzle?: string; rolePrefix: string }) => {
       const { model, hash } = await loadValidModel(findModelFile(opts.model));
-      const files = generate(compile(model, { rolePrefix: opts.rolePrefix }), {
-        modelName: model.name,
-        modelHash: hash,
-      });
+      const objects = compile(model, { rolePrefix: opts.rolePrefix });
+      const meta = { modelName: model.name, modelHash: hash };
+      if (opts.drizzle !== undefined) {
+        const r = await writeDrizzleMigration(opts.drizzle, objects, meta);
+        process.stdout.write(
+          r.status === 'unchanged'
+            ? `No changes: the model matches ${join(opts.drizzle, `${r.tag}.sql`)}; no migration added.\n`
+            : `${c.green('wrote')} drizzle-kit migration ${join(opts.drizzle, `${r.tag}.sql`)} (journal entry ${r.idx}${r.removed.length ? `; drops ${r.removed.length} object(s) no longer in the model` : ''}); apply it with drizzle-kit migrate\n`,
+        );
+        return;
+      }
+      const files = generate(objects, meta);
       await mkdir(opts.out, { recursive: true });
       // remove our own stale files, never anything else
       for (const f of await readdir(opts.out))
@@ -32,4 +47,33 @@ export function register(program: Command): void {
         `${c.green('wrote')} ${files.length} files to ${opts.out}/ (${files.map((f) => f.name).join(', ')})\n`,
       );
     });
+}
+
+/**
+ * Reads a drizzle-kit migrations folder (the journal, the snapshots, the migrations' SQL), adds
+ * pgwarden's migration if the model changed, and writes it: the SQL and the snapshot first, the
+ * journal last, so an interrupted run leaves no journal entry without its file.
+ */
+export async function writeDrizzleMigration(
+  folder: string,
+  objects: readonly CatalogObject[],
+  meta: { modelName: string; modelHash: string },
+): Promise<DrizzleResult> {
+  const files = new Map<string, string>();
+  if (existsSync(folder)) {
+    for (const f of await readdir(folder))
+      if (f.endsWith('.sql')) files.set(f, await readFile(join(folder, f), 'utf8'));
+    const metaDir = join(folder, 'meta');
+    if (existsSync(metaDir))
+      for (const f of await readdir(metaDir))
+        if (f.endsWith('.json')) files.set(`meta/${f}`, await readFile(join(metaDir, f), 'utf8'));
+  }
+  const result = drizzleMigration({ folder, files, objects, meta });
+  if (result.status === 'added')
+    for (const f of result.files) {
+      const path = join(folder, f.path);
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, f.content);
+    }
+  return result;
 }
