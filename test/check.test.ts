@@ -1,10 +1,3 @@
-/**
- * pgwarden check on the reference CRM, against real PostgreSQL: a fresh CRM has no error-level
- * findings; each hand edit of SECURITY.md's kind produces its rule code; the CLI's exit codes.
- */
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import {
@@ -22,27 +15,13 @@ import { readLintFacts } from '../src/introspect/lint.js';
 import type { Model } from '../src/model/types.js';
 import { validateModel } from '../src/model/validate.js';
 import { quoteIdent } from '../src/sql/quote.js';
+import { cli as runCli } from './helpers/cli.js';
 import { createTestDatabase, type TestDb } from './helpers/db.js';
 
-const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '..', 'bin', 'pgwarden.js');
 const MODEL = 'examples/crm/model.ts';
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1' };
-  delete env.DATABASE_URL;
-  delete env.PGWARDEN_MODEL;
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { env, timeout: 120_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return {
-      code: typeof err.code === 'number' ? err.code : -1,
-      stdout: err.stdout ?? '',
-      stderr: err.stderr ?? '',
-    };
-  }
+function cli(args: string[]) {
+  return runCli(args, {}, { unset: ['DATABASE_URL', 'PGWARDEN_MODEL'] });
 }
 
 let t: TestDb;

@@ -151,14 +151,12 @@ describe('diff reports each kind of hand edit, and apply repairs it', () => {
     const parsed = JSON.parse(json.stdout) as { clean: boolean; findings: { kind: string }[] };
     expect(parsed.clean).toBe(false);
     expect(new Set(parsed.findings.map((f) => f.kind))).toEqual(new Set(cases.map((c) => c.kind)));
-    // re-creating the dropped policy gives access back: a widening step, so --yes alone refuses
+    // re-creating the dropped policy is labelled widening, but repairs of drift restore what
+    // was applied (and reviewed) before: --yes alone repairs, no --allow-widen needed
     const args = ['apply', '--url', t.url, '-m', CRM_INPUT, '--role-prefix', t.prefix, '--yes'];
-    const refused = await cli(args);
-    expect(refused.code, refused.stderr).toBe(5);
-    expect(refused.stderr).toMatch(/--allow-widen/);
-    expect((await cli(['diff', '--url', t.url, '--exit-code'])).code).toBe(2);
-    const applied = await cli([...args, '--allow-widen']);
+    const applied = await cli(args);
     expect(applied.code, applied.stderr).toBe(0);
+    expect(applied.stdout).toMatch(/re-create policy "deals_select".*\(widens access\)/);
     const after = await cli(['diff', '--url', t.url, '--exit-code']);
     expect(after.code, after.stdout).toBe(0);
     expect(after.stdout).toMatch(/No drift/);
@@ -294,6 +292,48 @@ describe('widening and destructive steps', () => {
     expect(n?.action).toBe('replace');
     expect(n?.effect).toBe('narrows');
   });
+
+  it('the CLI: apply --yes of a widening model change exits 5 and changes nothing; --allow-widen applies it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgw-widen-'));
+    const copy = JSON.parse(JSON.stringify((await import('../examples/crm/model.js')).default)) as {
+      tables: { customers: { rules: { jobs: string[]; commands: string[]; scopes: unknown[] }[] } };
+    };
+    for (const r of copy.tables.customers.rules)
+      if (r.jobs.includes('sales_rep') && r.commands.includes('select')) r.scopes.push('subtree');
+    const file = join(dir, 'wider.json');
+    writeFileSync(file, JSON.stringify(copy));
+    const args = ['apply', '--url', t.url, '-m', file, '--role-prefix', t.prefix, '--yes'];
+    const refused = await cli(args);
+    expect(refused.code, refused.stderr).toBe(5);
+    expect(refused.stderr).toMatch(/policy "customers_select".*\[widens access\]/);
+    expect(refused.stderr).toMatch(/--allow-widen/);
+    const plan = await cli([
+      'plan',
+      '--url',
+      t.url,
+      '-m',
+      file,
+      '--role-prefix',
+      t.prefix,
+      '--exit-code',
+    ]);
+    expect(plan.code).toBe(2);
+    const ok = await cli([...args, '--allow-widen']);
+    expect(ok.code, ok.stderr).toBe(0);
+    // back to the reference model: a narrowing change, applied with --yes alone
+    const back = await cli([
+      'apply',
+      '--url',
+      t.url,
+      '-m',
+      CRM_INPUT,
+      '--role-prefix',
+      t.prefix,
+      '--yes',
+    ]);
+    expect(back.code, back.stderr).toBe(0);
+    expect((await driftAgainst(t.sql)).findings).toEqual([]);
+  }, 120_000);
 
   it('a plan that drops audit needs --allow-destructive', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgw-drift-'));

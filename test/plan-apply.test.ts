@@ -5,7 +5,6 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crmModel, readCrmFile, setupCrm } from '../examples/crm/setup.js';
 import { apply, planAgainst } from '../src/apply/index.js';
@@ -14,31 +13,13 @@ import { compile } from '../src/compile/index.js';
 import { PgwardenError } from '../src/errors.js';
 import { generate } from '../src/generate/index.js';
 import type { Model } from '../src/model/types.js';
+import { catalogSnapshot } from './helpers/catalog-snapshot.js';
 import { createTestDatabase, type TestDb } from './helpers/db.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'crm');
 let model: Model;
 let a: TestDb; // apply
 let b: TestDb; // generated SQL
-
-/** What a person can observe of the catalog: policies, views, grants, role attributes, functions. */
-async function snapshot(db: postgres.Sql, prefix: string): Promise<unknown> {
-  const strip = (v: unknown) => JSON.parse(JSON.stringify(v).replaceAll(prefix, '<p>'));
-  const policies =
-    await db`SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd, qual, with_check FROM pg_policies WHERE schemaname IN ('crm') ORDER BY 1, 2, 3`;
-  const views =
-    await db`SELECT schemaname, viewname, viewowner, definition FROM pg_views WHERE schemaname IN ('crm_api') ORDER BY 1, 2`;
-  const grants =
-    await db`SELECT table_schema, table_name, grantee, privilege_type FROM information_schema.role_table_grants WHERE table_schema IN ('crm', 'crm_api', 'pgwarden') ORDER BY 1, 2, 3, 4`;
-  const routines =
-    await db`SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, p.prosecdef, p.proconfig, p.proacl::text[] AS acl, md5(p.prosrc) AS src FROM pg_proc p WHERE p.pronamespace = 'pgwarden'::regnamespace ORDER BY 1, 2`;
-  const roles =
-    await db`SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolcreaterole, rolsuper FROM pg_roles WHERE rolname LIKE ${`${prefix}%`} ORDER BY 1`;
-  const tables =
-    await db`SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner) AS owner, c.relacl::text[] AS acl FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY 1`;
-  const registry = await db`SELECT key, fingerprint FROM pgwarden.applied_objects ORDER BY key`;
-  return strip({ policies, views, grants, routines, roles, tables, registry });
-}
 
 beforeAll(async () => {
   model = await crmModel();
@@ -78,7 +59,7 @@ describe('generate', () => {
     await b.sql.begin(async (tx) => {
       for (const f of files) await tx.unsafe(f.content).simple();
     });
-    expect(await snapshot(b.sql, prefix)).toEqual(await snapshot(a.sql, prefix));
+    expect(await catalogSnapshot(b.sql, prefix)).toEqual(await catalogSnapshot(a.sql, prefix));
     expect((await planAgainst(b.sql, desired)).steps).toEqual([]);
   });
 });
@@ -165,7 +146,7 @@ describe('apply', () => {
     const broken = desired.map((o) =>
       o.kind === 'policy' && o.name === 'deals_select' ? { ...o, using: 'no_such_column = 1' } : o,
     );
-    const before = await snapshot(a.sql, a.prefix);
+    const before = await catalogSnapshot(a.sql, a.prefix);
     const err = await apply(a.sql, broken, { modelName: model.name, modelHash: 'y' }).catch(
       (e: unknown) => e,
     );
@@ -173,7 +154,7 @@ describe('apply', () => {
     expect(String((err as Error).message)).toMatch(
       /policy "deals_select" on "crm"."deals"[\s\S]*no_such_column/,
     );
-    expect(await snapshot(a.sql, a.prefix)).toEqual(before);
+    expect(await catalogSnapshot(a.sql, a.prefix)).toEqual(before);
   });
 });
 

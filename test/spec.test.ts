@@ -1,13 +1,6 @@
-/**
- * `pgwarden test`: the shipped CRM expectations pass on the seeded CRM, a wider rule in the model
- * makes a named expectation fail, the database is unchanged after a run with writes, invalid
- * specs are reported with file:line (exit 3), and the CLI's exit codes. Real PostgreSQL.
- */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import input from '../examples/crm/model.js';
@@ -20,11 +13,10 @@ import { validateModel } from '../src/model/validate.js';
 import { loadSpec, parseSpec } from '../src/spec/parse.js';
 import { checkSpecIn, readSpecContext, runSpec, type SpecReport } from '../src/spec/run.js';
 import { quoteQualified } from '../src/sql/quote.js';
+import { cli as runCli } from './helpers/cli.js';
 import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
 
-const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..');
-const BIN = join(ROOT, 'bin', 'pgwarden.js');
 const SPEC = 'examples/crm/expectations.yaml';
 const SPEC_TEXT = readFileSync(join(ROOT, SPEC), 'utf8');
 const PEOPLE = [
@@ -44,22 +36,8 @@ const PEOPLE = [
   'audrey',
 ];
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1' },
-      timeout: 120_000,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return {
-      code: typeof err.code === 'number' ? err.code : -1,
-      stdout: err.stdout ?? '',
-      stderr: err.stderr ?? '',
-    };
-  }
+function cli(args: string[]) {
+  return runCli(args, {}, { cwd: ROOT });
 }
 
 /** The line (1-based) of the first line of the file that starts with `prefix` after `after`. */

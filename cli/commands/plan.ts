@@ -34,7 +34,7 @@ export function register(program: Command): void {
           if (opts.json) {
             const steps = plan.steps.map(({ object: _o, ...s }) => s);
             process.stdout.write(
-              `${JSON.stringify({ changes: steps.length, unchanged: plan.unchanged, steps }, null, 2)}\n`,
+              `${JSON.stringify({ changes: steps.length, unchanged: plan.unchanged, firstApply: plan.firstApply, steps }, null, 2)}\n`,
             );
           } else {
             process.stdout.write(formatPlan(plan, opts.sql === true));

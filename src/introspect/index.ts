@@ -356,6 +356,8 @@ async function readUnknownGrants(
   const publicOn = new Map<string, GrantTarget>();
   for (const o of objects) {
     if (o.kind === 'revoke_public') publicCovered.add(tkey(o.target));
+    // a managed schema's presence check already requires that PUBLIC holds nothing on it
+    if (o.kind === 'schema') publicCovered.add(`schema:${o.name}`);
     if (o.kind !== 'grant') continue;
     for (const p of o.privileges) known.add(`${tkey(o.target)}|${o.grantee}|${p}`);
   }

@@ -10,13 +10,13 @@
  *             USING (true)) -> drop; shown first, since it may widen access for everyone
  */
 
-import { fingerprint } from '../catalog/fingerprint.js';
+import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
 import type { CatalogObject, ObjectKind } from '../catalog/objects.js';
 import { cmp, dependsOn, objectKey, rank } from '../catalog/objects.js';
 import { PgwardenError } from '../errors.js';
 import type { LiveState } from '../introspect/index.js';
 import { describe, type Effect, effectOf, renderCreate, renderDrop } from '../sql/render.js';
-import { canonicalStatements, exprNarrowerOrEqual } from '../sql/tree.js';
+import { canonicalStatements, exprNarrowerOrEqual, selectNarrowerOrEqual } from '../sql/tree.js';
 
 export type StepAction = 'create' | 'replace' | 'drop';
 export type StepReason = 'new' | 'changed' | 'drifted' | 'removed' | 'dependent' | 'unknown';
@@ -44,15 +44,22 @@ export interface Plan {
 
 /**
  * Steps that need the user's explicit permission when nobody can be asked: destructive steps
- * always, widening steps unless this is the database's first apply (which grants access from
- * nothing and is reviewed as a whole).
+ * always; widening steps that come from the model (new or changed objects), unless this is the
+ * database's first apply (which grants access from nothing and is reviewed as a whole).
+ * Repairs of drift (re-creating what was applied before, and objects living on it) restore a
+ * state that was reviewed when it was first applied, so they are not gated for widening.
  */
 export function stepsNeedingPermission(
   plan: Plan,
   allow: { widen?: boolean; destructive?: boolean },
 ): { widen: PlanStep[]; destructive: PlanStep[] } {
   return {
-    widen: allow.widen || plan.firstApply ? [] : plan.steps.filter((s) => s.effect === 'widens'),
+    widen:
+      allow.widen || plan.firstApply
+        ? []
+        : plan.steps.filter(
+            (s) => s.effect === 'widens' && (s.reason === 'new' || s.reason === 'changed'),
+          ),
     destructive: allow.destructive ? [] : plan.steps.filter((s) => s.effect === 'destructive'),
   };
 }
@@ -108,7 +115,8 @@ function effect(
   context: { previous?: CatalogObject; exists?: boolean; live?: CatalogObject },
 ): Effect {
   // dropping a restrictive policy lifts a restriction; creating one adds one
-  if (o.kind === 'policy' && !o.permissive) return action === 'drop' ? 'widens' : 'narrows';
+  if (o.kind === 'policy' && !o.permissive && action !== 'replace')
+    return action === 'drop' ? 'widens' : 'narrows';
   if (action === 'drop') return effectOf(o, 'drop');
   // put back on an object that is re-created: what was already there
   if (reason === 'dependent') return 'neutral';
@@ -141,7 +149,16 @@ export function replaceEffect(o: CatalogObject, previous: CatalogObject | undefi
       canonicalStatements(`SELECT * FROM (${previous.query}) AS q`);
     return sameQuery ? 'neutral' : 'widens';
   }
-  if (o.kind === 'membership' || o.kind === 'policy' || o.kind === 'view') return 'widens';
+  if (o.kind === 'function' && previous?.kind === 'function') {
+    const sameShell =
+      o.language === 'sql' &&
+      previous.language === 'sql' &&
+      canonicalJson({ ...o, body: '' }) === canonicalJson({ ...previous, body: '' });
+    if (sameShell && selectNarrowerOrEqual(o.body, previous.body)) return 'narrows';
+  }
+  // functions carry rules too (a table's visible keys, write checks): unproven means widening
+  if (o.kind === 'membership' || o.kind === 'policy' || o.kind === 'view' || o.kind === 'function')
+    return 'widens';
   if (o.kind === 'role' && previous?.kind === 'role') {
     const gains =
       (o.bypassrls && !previous.bypassrls) ||
@@ -176,6 +193,14 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
       recreated.add(key);
     } else if (applied.fingerprint !== fp) {
       if (o.kind === 'catalog') {
+        const before = applied.object.kind === 'catalog' ? applied.object.owner : o.owner;
+        if (before !== o.owner) {
+          throw new PgwardenError(
+            'role_prefix_mismatch',
+            `this database was set up with other role names (its catalog is owned by "${before}", this model would use "${o.owner}")`,
+            'Use the same --role-prefix as the apply that set the database up (see `pgwarden diff` for the last apply).',
+          );
+        }
         throw new PgwardenError(
           'catalog_changed',
           `pgwarden catalog file ${o.file} differs from the version applied to this database`,
@@ -235,12 +260,12 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
 
 function grantShrinks(g: CatalogObject, dropped: readonly CatalogObject[]): boolean {
   if (g.kind !== 'grant') return false;
-  const t = JSON.stringify(g.target);
+  const t = canonicalJson(g.target);
   return dropped.some(
     (d) =>
       d.kind === 'grant' &&
       d.grantee === g.grantee &&
-      JSON.stringify(d.target) === t &&
+      canonicalJson(d.target) === t &&
       g.privileges.every((p) => d.privileges.includes(p)),
   );
 }

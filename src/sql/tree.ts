@@ -103,3 +103,29 @@ export function exprNarrowerOrEqual(newExpr: string | null, oldExpr: string | nu
   if (a === null || b === null) return false;
   return implies(a, b);
 }
+
+/**
+ * `newSql` returns no row `oldSql` did not: both are one SELECT that differ only in their WHERE
+ * clause, and the new WHERE implies the old one (e.g. the `_keys_*` helpers, whose WHERE holds a
+ * table's row rules).
+ */
+export function selectNarrowerOrEqual(newSql: string, oldSql: string): boolean {
+  const one = (text: string): Record<string, Json> | null => {
+    try {
+      const stmts = parseTree(text) as { stmt?: { SelectStmt?: Record<string, Json> } }[];
+      return stmts.length === 1 ? (stmts[0]?.stmt?.SelectStmt ?? null) : null;
+    } catch (e) {
+      if (e instanceof PgwardenError) throw e;
+      return null;
+    }
+  };
+  const a = one(newSql);
+  const b = one(oldSql);
+  if (!a || !b) return false;
+  const { whereClause: aw, ...aRest } = a;
+  const { whereClause: bw, ...bRest } = b;
+  if (!same(aRest, bRest)) return false;
+  if (bw === undefined) return true;
+  if (aw === undefined) return false;
+  return implies(aw, bw);
+}

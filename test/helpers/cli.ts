@@ -12,11 +12,19 @@ export interface CliResult {
   stderr: string;
 }
 
-export async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** `unset`: environment variables the command must not see (e.g. DATABASE_URL). */
+export async function cli(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { cwd?: string; unset?: readonly string[] } = {},
+): Promise<CliResult> {
+  const full: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', ...env };
+  for (const k of options.unset ?? []) delete full[k];
   try {
     const r = await run(process.execPath, [BIN, ...args], {
-      env: { ...process.env, NO_COLOR: '1', ...env },
+      env: full,
       timeout: 120_000,
+      ...(options.cwd ? { cwd: options.cwd } : {}),
     });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
