@@ -11,6 +11,8 @@ import { register as diffCmd } from './commands/diff.js';
 import { register as explain } from './commands/explain.js';
 import { register as generate } from './commands/generate.js';
 import { register as plan } from './commands/plan.js';
+import { register as report } from './commands/report.js';
+import { register as review } from './commands/review.js';
 import { register as testCmd } from './commands/test.js';
 import { ExitError } from './context.js';
 import { c, EXIT } from './output.js';
@@ -35,6 +37,8 @@ export function buildProgram(): Command {
   data(program);
   testCmd(program);
   explain(program);
+  review(program);
+  report(program);
   program.addHelpText(
     'after',
     '\nQuick start:\n  $ pgwarden demo\n  $ pgwarden plan --model examples/crm/model.ts --url "$DATABASE_URL"\n',
