@@ -8,6 +8,7 @@ import { register as check } from './commands/check.js';
 import { register as data } from './commands/data.js';
 import { register as demo } from './commands/demo.js';
 import { register as diffCmd } from './commands/diff.js';
+import { register as doctorCmd } from './commands/doctor.js';
 import { register as explain } from './commands/explain.js';
 import { register as generate } from './commands/generate.js';
 import { register as plan } from './commands/plan.js';
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   applyCmd(program);
   diffCmd(program);
   check(program);
+  doctorCmd(program);
   demo(program);
   admin(program);
   audit(program);

@@ -73,6 +73,33 @@ describe('withPerson', () => {
     expect(s?.u).toBe(`${t.prefix}crm_app`);
   });
 
+  it("what the person's SQL leaves on the session is gone before the next request", async () => {
+    await withPerson(
+      app,
+      'alice',
+      async (tx) => {
+        await tx.unsafe(`SET SESSION ROLE "${t.prefix}alice"`);
+        await tx.unsafe('SET SESSION search_path = pg_temp, crm_api');
+        await tx.unsafe('CREATE TEMP TABLE customers (id bigint)');
+        await tx.unsafe(
+          'DECLARE mine CURSOR WITH HOLD FOR SELECT id, phone FROM crm_api.customers',
+        );
+        await tx.unsafe('LISTEN alice_channel');
+      },
+      { rolePrefix: t.prefix },
+    );
+    const [after] =
+      await app`SELECT current_user AS u, current_setting('search_path') AS p, to_regclass('pg_temp.customers') IS NULL AS no_temp,
+        (SELECT count(*)::int FROM pg_cursors WHERE is_holdable) AS cursors, (SELECT count(*)::int FROM pg_listening_channels()) AS listening`;
+    expect(after).toEqual({
+      u: `${t.prefix}crm_app`,
+      p: '"$user", public',
+      no_temp: true,
+      cursors: 0,
+      listening: 0,
+    });
+  });
+
   it('refuses an unknown or empty person', async () => {
     await expect(withPerson(app, '', async () => 1)).rejects.toThrow(/person name is required/);
     await expect(
@@ -95,5 +122,20 @@ describe('withPersonDrizzle', () => {
     expect(row?.n).toBeGreaterThan(0);
     const [after] = await app`SELECT current_user AS u`;
     expect(after?.u).toBe(`${t.prefix}crm_app`);
+  });
+
+  it('leaves no session state behind either', async () => {
+    const db = drizzle(app);
+    await withPersonDrizzle(
+      db,
+      'bob',
+      async (tx) => {
+        await tx.execute(dsql.raw(`SET SESSION ROLE "${t.prefix}bob"`));
+        await tx.execute(dsql`SET SESSION search_path = pg_temp, crm_api`);
+      },
+      { rolePrefix: t.prefix },
+    );
+    const [after] = await app`SELECT current_user AS u, current_setting('search_path') AS p`;
+    expect(after).toEqual({ u: `${t.prefix}crm_app`, p: '"$user", public' });
   });
 });

@@ -5,7 +5,7 @@
  */
 import { sql } from 'drizzle-orm';
 import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
-import type { PersonOptions } from './with-person.js';
+import { type PersonOptions, SESSION_CLEANUP } from './with-person.js';
 
 type Tx<TSchema extends Record<string, unknown>> = Parameters<
   Parameters<PostgresJsDatabase<TSchema>['transaction']>[0]
@@ -21,6 +21,8 @@ export async function withPersonDrizzle<TSchema extends Record<string, unknown>,
   const role = (options.rolePrefix ?? '') + person;
   return await db.transaction(async (tx) => {
     await tx.execute(sql`SELECT pg_catalog.set_config('role', ${role}, true)`);
-    return await fn(tx);
+    const result = await fn(tx);
+    for (const statement of SESSION_CLEANUP.split('; ')) await tx.execute(sql.raw(statement));
+    return result;
   });
 }

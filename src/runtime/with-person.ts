@@ -1,8 +1,13 @@
 /**
  * Run application work as one person. One transaction, `SET LOCAL ROLE` (through
- * set_config('role', ..., true), so the name is a bind parameter, never spliced into SQL);
- * nothing survives the transaction, so a pooled connection (pgbouncer in transaction mode)
- * never carries one person's identity into the next request.
+ * set_config('role', ..., true), so the name is a bind parameter, never spliced into SQL).
+ * Before it commits, the transaction also undoes what SQL run as the person could have left on
+ * the connection for whoever uses it next (with pgbouncer in transaction mode, another
+ * client): a session-level SET ROLE or other setting, temporary tables and functions (which
+ * could shadow unqualified names), WITH HOLD cursors (her rows, readable later), LISTEN, and
+ * session advisory locks. See SESSION_CLEANUP. So nothing of one person survives the
+ * transaction, which also means the application's own session-level SETs do not survive a
+ * withPerson on that connection: set them as connection options instead.
  *
  *   await withPerson(sql, 'alice', (tx) => tx`SELECT id, phone FROM crm_api.customers`);
  *   -- BEGIN; SELECT set_config('role', 'alice', true); SELECT ...; COMMIT;
@@ -14,6 +19,16 @@ export interface PersonOptions {
   rolePrefix?: string;
 }
 
+/**
+ * Run last in every withPerson transaction (as one simple-protocol query). `RESET ALL` puts every
+ * setting back to its session default (connection options are defaults, not SETs), `RESET ROLE`
+ * the session's role, and the rest drop temporary objects, close cursors, stop listening and
+ * release session advisory locks. Prepared statements are left alone: the driver keeps its own,
+ * and a prepared statement runs with the privileges of whoever executes it.
+ */
+export const SESSION_CLEANUP =
+  'RESET ALL; RESET ROLE; DISCARD TEMP; CLOSE ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all()';
+
 export async function withPerson<T>(
   sql: postgres.Sql,
   person: string,
@@ -24,6 +39,8 @@ export async function withPerson<T>(
   const role = (options.rolePrefix ?? '') + person;
   return (await sql.begin(async (tx) => {
     await tx`SELECT pg_catalog.set_config('role', ${role}, true)`;
-    return await fn(tx);
+    const result = await fn(tx);
+    await tx.unsafe(SESSION_CLEANUP).simple();
+    return result;
   })) as T;
 }
