@@ -14,6 +14,7 @@ import { register as generate } from './commands/generate.js';
 import { register as plan } from './commands/plan.js';
 import { register as report } from './commands/report.js';
 import { register as review } from './commands/review.js';
+import { register as territories } from './commands/territories.js';
 import { register as testCmd } from './commands/test.js';
 import { ExitError } from './context.js';
 import { c, EXIT } from './output.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   doctorCmd(program);
   demo(program);
   admin(program);
+  territories(program);
   audit(program);
   data(program);
   testCmd(program);

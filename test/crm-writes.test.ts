@@ -159,14 +159,17 @@ describe('what managers may change', () => {
         tx`UPDATE crm_api.customers SET owner = 'bob', region = 'north' WHERE id = ${id} RETURNING owner, region`,
     );
     expect(r).toEqual({ owner: 'bob', region: 'north' });
-    await expect(
-      as('carol', (tx) => tx`UPDATE crm_api.customers SET owner = 'dave' WHERE id = ${id}`),
-    ).rejects.toMatchObject({
-      code: '42501',
-      message: expect.stringContaining(`carol may not change customers ${id} that way`),
-    });
+    // issue #10: outside her subtree (another unit) the reassignment waits for approval
+    const pending = await as(
+      'carol',
+      (tx) => tx`UPDATE crm_api.customers SET owner = 'dave' WHERE id = ${id}`,
+    );
+    expect(pending.count).toBe(0);
     const [base] = await t.sql`SELECT owner FROM crm.customers WHERE id = ${id}`;
     expect(base?.owner).toBe('bob');
+    const [req] =
+      await t.sql`SELECT status, requested_by FROM pgwarden.change_requests WHERE row_key = ${String(id)}`;
+    expect(req).toEqual({ status: 'pending', requested_by: 'carol' });
   });
 });
 
@@ -180,9 +183,14 @@ describe('contracts: only finance edits the amount', () => {
       (tx) => tx`UPDATE crm_api.contracts SET amount = 12345.67 WHERE id = ${id} RETURNING amount`,
     );
     expect(r?.amount).toBe('12345.67');
-    await expect(
-      as('carol', (tx) => tx`UPDATE crm_api.contracts SET amount = 1 WHERE id = ${id}`),
-    ).rejects.toMatchObject({ code: '42501' });
+    // issue #10: her change of the amount waits for finance; the row stays
+    const pending = await as(
+      'carol',
+      (tx) => tx`UPDATE crm_api.contracts SET amount = 1 WHERE id = ${id}`,
+    );
+    expect(pending.count).toBe(0);
+    const [still] = await t.sql`SELECT amount::text AS amount FROM crm.contracts WHERE id = ${id}`;
+    expect(still?.amount).toBe('12345.67');
     await expect(
       as('carol', (tx) => tx`UPDATE crm_api.contracts SET terms = 'x' WHERE id = ${id}`),
     ).rejects.toMatchObject({ code: '42501' });

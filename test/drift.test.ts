@@ -264,7 +264,8 @@ describe('widening and destructive steps', () => {
           : {
               ...tb,
               rules: tb.rules.map((r) =>
-                r.jobs.includes('sales_rep') && r.commands.includes('select')
+                // the reps' own rule (not rules the reps share with other jobs)
+                r.jobs.length === 1 && r.jobs[0] === 'sales_rep' && r.commands.includes('select')
                   ? { ...r, scopes: scopes.map((k) => ({ kind: k as 'own' })) }
                   : r,
               ),

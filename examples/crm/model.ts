@@ -37,6 +37,11 @@ export default defineModel({
   approvals: { approvers: ['compliance_officer'] },
   audit: { readers: ['auditor'] },
   alerts: { exportRowsAbove: 100 },
+  // who covers which region and customer type: assigned as data (pgwarden assign), not in the model
+  attributes: {
+    region: { description: 'sales region a person or team covers' },
+    customer_type: { description: 'customer type a person or team covers' },
+  },
   tables: {
     customers: table(customers, {
       key: 'id',
@@ -76,6 +81,18 @@ export default defineModel({
           scopes: [{ filter: "status IN ('lead', 'active')" }],
         },
         { jobs: ['*'], commands: ['select'], scopes: ['granted'] },
+        // territories: customers in the regions assigned to the person (pgwarden assign dave region north)
+        {
+          jobs: ['sales_rep', 'sales_manager'],
+          commands: ['select'],
+          scopes: [{ assigned: ['region'] }],
+        },
+        // campaigns: customers of an assigned region AND an assigned customer type
+        {
+          jobs: ['marketing'],
+          commands: ['select'],
+          scopes: [{ assigned: ['region', 'customer_type'] }],
+        },
       ],
       // who may change which column of an existing customer (everything else is read-only)
       edits: {
@@ -88,6 +105,11 @@ export default defineModel({
         customer_type: ['subtree'],
         id_number: ['subtree'],
         owner: ['subtree'],
+      },
+      // reassigning a customer to an owner in another unit waits for a manager of the new owner
+      changeApproval: {
+        expiresAfterHours: 72,
+        columns: { owner: { requesters: ['subtree'], approvers: ['subtree'], crossUnit: true } },
       },
       claims: { jobs: ['sales_rep'], perDay: 5 },
       recycleBin: { retentionDays: 60 },
@@ -138,6 +160,7 @@ export default defineModel({
           shared: 'mask:phone',
           'job:support_agent': 'mask:phone',
           granted: 'mask:phone',
+          assigned: 'mask:phone',
           default: 'hidden',
         },
         email: {
@@ -147,6 +170,7 @@ export default defineModel({
           shared: 'full',
           'job:support_agent': 'full',
           granted: 'mask:email',
+          assigned: 'mask:email',
           default: 'hidden',
         },
         id_number: {
@@ -246,8 +270,14 @@ export default defineModel({
         },
         { jobs: ['finance'], commands: ['select', 'insert', 'update'], scopes: ['all'] },
       ],
-      // only finance edits contracts
+      // only finance edits contracts; anyone else's change of the amount waits for finance
       edits: { amount: ['job:finance'], signed_on: ['job:finance'], terms: ['job:finance'] },
+      changeApproval: {
+        expiresAfterHours: 72,
+        columns: {
+          amount: { requesters: ['parent:own', 'parent:subtree'], approvers: ['job:finance'] },
+        },
+      },
     }),
   },
 });

@@ -42,7 +42,15 @@ export interface CatalogMigrationObject {
 /** A row of one of pgwarden's own tables that the model owns. */
 export interface CatalogRowObject {
   kind: 'catalog_row';
-  table: 'settings' | 'jobs' | 'tables' | 'reveal_rules' | 'export_rules' | 'read_caps';
+  table:
+    | 'settings'
+    | 'jobs'
+    | 'tables'
+    | 'reveal_rules'
+    | 'export_rules'
+    | 'read_caps'
+    | 'attributes'
+    | 'change_rules';
   /** primary-key column and value */
   keyColumn: string;
   key: string;
@@ -246,6 +254,8 @@ const CATALOG_ROW_RANK: { readonly [T in CatalogRowObject['table']]: number } = 
   reveal_rules: 0.3,
   export_rules: 0.3,
   read_caps: 0.3,
+  attributes: 0.1,
+  change_rules: 0.3,
 };
 
 /** Creation order of an object: its kind's rank, refined for catalog rows. */

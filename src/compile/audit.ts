@@ -32,6 +32,15 @@ export const CATALOG_AUDITED: readonly { table: string; key: string; hashed?: st
   { table: 'temp_grants', key: 'id' },
   { table: 'unit_managers', key: 'id' },
   { table: 'units', key: 'name' },
+  // assignments and project teams (sql/010)
+  { table: 'attributes', key: 'name' },
+  { table: 'assignments', key: 'id' },
+  { table: 'teams', key: 'name' },
+  { table: 'team_members', key: 'id' },
+  { table: 'team_grants', key: 'id' },
+  // approval-gated edits (sql/011)
+  { table: 'change_rules', key: 'key' },
+  { table: 'change_requests', key: 'id' },
 ];
 
 export function auditFunctionName(table: TableModel): string {
@@ -91,14 +100,25 @@ function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): 
     changes: Sql,
     from: Sql,
     actor: Sql = unsafeRaw('actor'),
-  ) =>
-    sql`INSERT INTO ${qualified(AUDIT_SCHEMA, 'records')} (kind, table_name, operation, row_key, changes, person, actor, authenticator)
-      SELECT 'data', ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, (SELECT p.name FROM pgwarden.people p WHERE p.role = ${actor} AND p.active), ${actor}, session_user
+    chg: Sql = unsafeRaw('chg'),
+  ) => {
+    // an approved change (sql/011, 012): the requester's change, approved by the approver
+    const approved = sql`${chg} IS NOT NULL AND ${keyExpr} = ${chg} ->> 'row_key'`;
+    return sql`INSERT INTO ${qualified(AUDIT_SCHEMA, 'records')} (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
+      SELECT 'data', ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, COALESCE(CASE WHEN ${approved} THEN ${chg} ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = ${actor} AND p.active)), ${actor}, session_user, CASE WHEN ${approved} THEN ${chg} - 'row_key' END
       FROM ${from}`;
+  };
   const updateFrom = sql`old_rows o FULL JOIN new_rows n ON o.${key} = n.${key}`;
   const updateKey = sql`COALESCE(n.${key}, o.${key})::text`;
   const updateSql = insert('UPDATE', updateKey, updated, updateFrom);
-  const updateDynamic = insert('UPDATE', updateKey, updated, updateFrom, unsafeRaw('$1::name'));
+  const updateDynamic = insert(
+    'UPDATE',
+    updateKey,
+    updated,
+    updateFrom,
+    unsafeRaw('$1::name'),
+    unsafeRaw('$2::jsonb'),
+  );
   // One statement per trigger call (the person and the hash key are subqueries of it). A
   // large UPDATE is planned for its own size (dynamic SQL), so that its plan is never the one
   // cached for the single-row updates that follow in the same session.
@@ -106,12 +126,14 @@ function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): 
 DECLARE
   actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
                      ELSE pg_catalog.current_setting('role')::name END;
+  chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
+                    THEN pgwarden_audit.applying_change() END;
 BEGIN
   IF TG_OP = 'INSERT' THEN
     ${insert('INSERT', sql`n.${key}::text`, inserted, unsafeRaw('new_rows n'))};
   ELSIF TG_OP = 'UPDATE' THEN
     IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
-      EXECUTE ${literal(updateDynamic.text)} USING actor;
+      EXECUTE ${literal(updateDynamic.text)} USING actor, chg;
     ELSE
       ${updateSql};
     END IF;

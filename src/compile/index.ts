@@ -26,7 +26,7 @@ import {
   relationPredicate,
   scopePredicate,
 } from './predicates.js';
-import { childTables, writeObjects } from './writes.js';
+import { approverCheckFunction, childTables, whenLabel, writeObjects } from './writes.js';
 
 export interface CompileOptions {
   /** prepended to every role name pgwarden creates (tests use one per database) */
@@ -106,6 +106,29 @@ export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
   { name: 'export', args: ['text', 'text[]', 'jsonb', 'bigint'] },
   { name: 'export_rows', args: ['bigint'] },
   { name: 'alerts_since', args: ['timestamp with time zone'] },
+  // assignments and teams (sql/010)
+  { name: 'assigned', args: ['name', 'text'] },
+  {
+    name: 'assign',
+    args: ['text', 'text', 'text[]', 'timestamp with time zone', 'timestamp with time zone'],
+  },
+  {
+    name: 'assign_team',
+    args: ['text', 'text', 'text[]', 'timestamp with time zone', 'timestamp with time zone'],
+  },
+  { name: 'unassign', args: ['text', 'text', 'text[]', 'text'] },
+  { name: 'create_team', args: ['text', 'timestamp with time zone', 'text'] },
+  { name: 'add_team_member', args: ['text', 'text', 'timestamp with time zone'] },
+  { name: 'remove_team_member', args: ['text', 'text'] },
+  { name: 'end_team', args: ['text', 'timestamp with time zone'] },
+  { name: 'grant_team', args: ['text', 'text', 'jsonb', 'text'] },
+  { name: 'revoke_team_grant', args: ['bigint'] },
+  { name: 'team_list', args: [] },
+  { name: 'assignment_list', args: [] },
+  // approval-gated edits (sql/011)
+  { name: 'pending_changes', args: ['boolean'] },
+  { name: 'approve_change', args: ['bigint'] },
+  { name: 'reject_change', args: ['bigint', 'text'] },
 ];
 
 /** Functions the view owner executes inside the write triggers (policy helpers, masks, the bin). */
@@ -121,6 +144,7 @@ export const VIEW_OWNER_FUNCTIONS: readonly { name: string; args: string[] }[] =
       'subtree_people',
       'shared_keys',
       'grant_filters',
+      'assigned',
       'read_cap',
       'count_read',
       'mask_phone',
@@ -131,6 +155,8 @@ export const VIEW_OWNER_FUNCTIONS: readonly { name: string; args: string[] }[] =
   { name: '_bin_put', args: ['text', 'text', 'text'] },
   { name: '_write_skipped', args: ['text'] },
   { name: '_write_done', args: [] },
+  { name: '_unit_of', args: ['text'] },
+  { name: '_request_change', args: ['text', 'text', 'jsonb'] },
 ];
 
 export function compile(model: Model, options: CompileOptions = {}): CatalogObject[] {
@@ -245,6 +271,16 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     });
   }
 
+  for (const a of model.attributes) {
+    out.push({
+      kind: 'catalog_row',
+      table: 'attributes',
+      keyColumn: 'name',
+      key: a.name,
+      values: { description: a.description },
+    });
+  }
+
   // schema privileges
   out.push(
     grant({ kind: 'schema', name: 'pgwarden' }, ['USAGE'], roles.people),
@@ -306,6 +342,12 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
   // the audit triggers look up the acting person themselves (cheaper than the helper chain)
   out.push(
     grant({ kind: 'table', schema: 'pgwarden', name: 'people' }, ['SELECT'], roles.auditOwner),
+    // approved changes are recorded as the requester's (pgwarden_audit.applying_change())
+    grant(
+      { kind: 'table', schema: 'pgwarden', name: 'change_requests' },
+      ['SELECT'],
+      roles.auditOwner,
+    ),
   );
   for (const v of ['log', 'data_changes', 'permission_changes']) {
     out.push(grant({ kind: 'table', schema: AUDIT_SCHEMA, name: v }, ['SELECT'], roles.people));
@@ -378,6 +420,27 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     for (const c of commands) out.push(policy(model, table, c, roles));
     out.push(view(model, table, roles));
     out.push(...writeObjects(model, table, roles));
+    const approves = approverCheckFunction(model, table, roles);
+    if (approves && table.changeApproval) {
+      out.push(approves);
+      for (const g of table.changeApproval.columns) {
+        out.push({
+          kind: 'catalog_row',
+          table: 'change_rules',
+          keyColumn: 'key',
+          key: `${table.name}.${g.column}`,
+          values: {
+            table_name: table.name,
+            column_name: g.column,
+            requesters: g.requesters.map(whenLabel),
+            approvers: g.approvers.map(whenLabel),
+            cross_unit: g.crossUnit,
+            expires_hours: table.changeApproval.expiresAfterHours,
+            check_function: approves.name,
+          },
+        });
+      }
+    }
     // reveal and export read through the view, as the person sees it
     if (table.reveal || table.exports.length > 0) {
       out.push(
@@ -434,11 +497,10 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       ...table.rules
         .flatMap((r) => r.scopes)
         .flatMap((s) => (s.kind === 'parent' ? [{ table: s.table, via: s.via }] : [])),
-      ...table.cells
-        .flatMap((c) => c.cases)
-        .flatMap((c) =>
-          c.when.kind === 'parent' ? [{ table: c.when.table, via: [c.when.relation] }] : [],
-        ),
+      ...[
+        ...table.cells.flatMap((c) => c.cases.map((x) => x.when)),
+        ...(table.changeApproval?.columns ?? []).flatMap((g) => [...g.requesters, ...g.approvers]),
+      ].flatMap((w) => (w.kind === 'parent' ? [{ table: w.table, via: [w.relation] }] : [])),
     ];
     for (const use of parentUses) {
       const parent = model.tables.find((t) => t.name === use.table) as TableModel;

@@ -80,7 +80,39 @@ export function relationPredicate(ctx: PredicateContext, relation: RowRelation):
       );
       return sql`EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT ${pw('grant_filters')}(${person}, ${literal(table.name)}, ${literal(ctx.access)}))) AS pgw_grant(f) WHERE ${join(conds, ' AND ')})`;
     }
+    case 'assigned': {
+      // the row is reached by any of the table's attribute scopes
+      const seen = new Map<string, Extract<Scope, { kind: 'assigned' }>>();
+      for (const r of table.rules)
+        for (const s of r.scopes) if (s.kind === 'assigned') seen.set(JSON.stringify(s.match), s);
+      const parts = [...seen.keys()]
+        .sort()
+        .map((k) => assignedPredicate(ctx, seen.get(k) as Extract<Scope, { kind: 'assigned' }>));
+      return parts.length <= 1 ? (parts[0] ?? FALSE) : sql`(${join(parts, ' OR ')})`;
+    }
   }
+}
+
+/**
+ * `{ assigned: ... }`: each column among the person's assigned values of its attribute, as
+ * `col = ANY ((SELECT pgwarden.assigned(person, attr))::type[])`: one array per statement, and
+ * the column's index can be used.
+ */
+export function assignedPredicate(
+  ctx: PredicateContext,
+  scope: Extract<Scope, { kind: 'assigned' }>,
+): Sql {
+  const parts = scope.match.map((m) => {
+    const type = ctx.table.columns.find((c) => c.name === m.column)?.type ?? null;
+    const t = type && !isTextLike(type) ? typeName(type) : unsafeRaw('text');
+    return sql`${col(ctx.table, m.column)} = ANY ((SELECT ${pw('assigned')}(${ctx.person}, ${literal(m.attribute)}))::${t}[])`;
+  });
+  return parts.length === 1 ? (parts[0] as Sql) : sql`(${join(parts, ' AND ')})`;
+}
+
+function isTextLike(type: string): boolean {
+  const t = type.toLowerCase();
+  return t === 'text' || t.startsWith('character varying') || t.startsWith('varchar');
 }
 
 function need(column: string | null, table: TableModel, what: string): string {
@@ -94,6 +126,8 @@ export function scopePredicate(ctx: PredicateContext, scope: Scope): Sql {
       return TRUE;
     case 'filter':
       return sql`(${unsafeRaw(scope.sql)})`;
+    case 'assigned':
+      return assignedPredicate(ctx, scope);
     case 'parent': {
       const parent = ctx.model.tables.find((t) => t.name === scope.table);
       if (!parent) throw new Error(`unknown parent table ${scope.table}`);

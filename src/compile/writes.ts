@@ -217,7 +217,8 @@ function updateBody(model: Model, table: TableModel): Sql {
       sql`${ident(c)} = CASE WHEN NEW.${ident(c)} IS DISTINCT FROM OLD.${ident(c)} THEN NEW.${ident(c)} ELSE ${col(table, c)} END`,
   );
   const setList = sets.length > 0 ? join(sets, ',\n      ') : sql`${key} = ${keyCol}`;
-  return sql`${header(model, table, [unsafeRaw('  ok boolean;'), unsafeRaw('  n integer;'), unsafeRaw('  r record;')])}
+  return sql`${header(model, table, [unsafeRaw('  ok boolean;'), unsafeRaw('  n integer;'), unsafeRaw('  r record;'), unsafeRaw('  gated boolean := false;'), unsafeRaw("  changes jsonb := '{}';"), unsafeRaw('  change bigint;')])}
+${gatedSection(model, table)}
 ${scopeCheck(model, table, 'update')}
 ${join(checks, '\n')}
   BEGIN
@@ -240,6 +241,120 @@ ${join(checks, '\n')}
   END IF;
   RETURN NEW;
 END`;
+}
+
+/**
+ * changeApproval: a change that needs approval (another unit for crossUnit columns, else no direct
+ * edit right) is filed as a pending change by a requester, and the row stays as it was.
+ */
+function gatedSection(model: Model, table: TableModel): Sql {
+  const gate = table.changeApproval;
+  if (!gate) return unsafeRaw('');
+  const ctx: PredicateContext = { model, table, person: CURRENT_USER, access: 'update' };
+  const base = qualified(model.schemas.protected, table.table);
+  const key = ident(table.key);
+  const keyCol = col(table, table.key);
+  const edits = new Map((table.edits ?? []).map((e) => [e.column, e]));
+  const detect = gate.columns.map((g) => {
+    const C = ident(g.column);
+    let cond: Sql;
+    if (g.crossUnit && g.column === table.owner) {
+      cond = sql`${qualified('pgwarden', '_unit_of')}(NEW.${C}::text) IS DISTINCT FROM ${qualified('pgwarden', '_unit_of')}(OLD.${C}::text)`;
+    } else if (g.crossUnit) {
+      cond = unsafeRaw('true');
+    } else {
+      const edit = edits.get(g.column);
+      const direct = edit ? or(edit.who.map((w) => whenPredicate(ctx, w))) : unsafeRaw('false');
+      return sql`  IF NEW.${C} IS DISTINCT FROM OLD.${C} THEN
+    SELECT (${direct}) INTO ok FROM ${base} WHERE ${keyCol} = OLD.${key};
+    IF ok IS NOT TRUE THEN
+      gated := true;
+    END IF;
+  END IF;`;
+    }
+    return sql`  IF NEW.${C} IS DISTINCT FROM OLD.${C} AND ${cond} THEN
+    gated := true;
+  END IF;`;
+  });
+  const gatedCols = new Map(gate.columns.map((g) => [g.column, g]));
+  const checks = table.columns.map((c) => {
+    const C = ident(c.name);
+    const g = gatedCols.get(c.name);
+    if (!g) {
+      return sql`    IF NEW.${C} IS DISTINCT FROM OLD.${C} THEN
+      RAISE EXCEPTION ${msg`permission denied: ${P} may not change column "${c.name}" of ${table.name} ${P} together with a change that needs approval`}, who, OLD.${key}
+        USING ERRCODE = '42501', HINT = 'Change it in a separate statement.';
+    END IF;`;
+    }
+    const labels = g.requesters.map(whenLabel).join(', ');
+    const edit = edits.get(c.name);
+    const rule = `${edit ? `edits.${c.name}: ${edit.who.map(whenLabel).join(', ')}; ` : ''}changeApproval.${c.name}.requesters: ${labels}`;
+    return sql`    IF NEW.${C} IS DISTINCT FROM OLD.${C} THEN
+      SELECT (${or(g.requesters.map((w) => whenPredicate(ctx, w)))}) INTO ok FROM ${base} WHERE ${keyCol} = OLD.${key};
+      IF ok IS NOT TRUE THEN
+        RAISE EXCEPTION ${msg`permission denied: ${P} may not change column "${c.name}" of ${table.name} ${P} (rule ${rule})`}, who, OLD.${key}
+          USING ERRCODE = '42501', HINT = ${literal(`Only people related to the row as ${g.requesters.map(whenLabel).join(' or ')} may ask for this change.`)};
+      END IF;
+      changes := changes || pg_catalog.jsonb_build_object(${literal(c.name)}, pg_catalog.jsonb_build_object('old', pg_catalog.to_jsonb(OLD.${C}), 'new', pg_catalog.to_jsonb(NEW.${C})));
+    END IF;`;
+  });
+  return sql`  -- changes that need approval (changeApproval) become pending changes; the row stays as it is
+${join(detect, '\n')}
+  IF gated THEN
+${join(checks, '\n')}
+    change := ${qualified('pgwarden', '_request_change')}(${literal(table.name)}, OLD.${key}::text, changes);
+    RAISE NOTICE ${msg`pgwarden: change ${P} of ${table.name} ${P} by ${P} waits for approval (pgwarden changes; pgwarden approve-change ${P})`}, change, OLD.${key}, who, change;
+    PERFORM ${qualified('pgwarden', '_write_done')}();
+    RETURN NULL;
+  END IF;`;
+}
+
+/** The approvers of a table's gated columns, checked on the row as it would be after the change. */
+export function approverCheckFunction(
+  model: Model,
+  table: TableModel,
+  roles: RoleNames,
+): FunctionObject | null {
+  const gate = table.changeApproval;
+  if (!gate) return null;
+  const p = unsafeRaw('p');
+  const ctx: PredicateContext = { model, table, person: p, access: 'update' };
+  const base = qualified(model.schemas.protected, table.table);
+  const parts = gate.columns.map(
+    (g) =>
+      sql`(NOT (${literal(g.column)} = ANY (cols)) OR (${or(g.approvers.map((w) => whenPredicate(ctx, w)))}))`,
+  );
+  const body = sql`
+  SELECT COALESCE(pg_catalog.bool_and(s.ok), false) FROM (
+    SELECT (${join(parts, '\n      AND ')}) AS ok
+    FROM pg_catalog.jsonb_populate_record(NULL::${base},
+           (SELECT pg_catalog.to_jsonb(x) || newvals FROM ${base} x WHERE x.${ident(table.key)} = row_key::${typeName(table.keyType)})) AS ${ident(table.table)}
+    WHERE p = ${qualified('pgwarden', 'caller')}() AND ${qualified('pgwarden', 'person_name')}(p) IS NOT NULL
+  ) s
+`;
+  return {
+    kind: 'function',
+    schema: 'pgwarden',
+    name: approverFunctionName(table),
+    args: [
+      { name: 'p', type: 'name' },
+      { name: 'row_key', type: 'text' },
+      { name: 'cols', type: 'text[]' },
+      { name: 'newvals', type: 'jsonb' },
+    ],
+    returns: 'boolean',
+    language: 'sql',
+    volatility: 'stable',
+    securityDefiner: true,
+    owner: roles.catalogOwner,
+    body: body.text,
+    comment: `pgwarden: may the caller approve this change of ${table.name} (approvers of the model, on the row as it would be)`,
+  };
+}
+
+export function approverFunctionName(table: TableModel): string {
+  const name = `_approves_${table.name}`;
+  return Buffer.byteLength(name, 'utf8') <= 63 ? name : `_approves_${shortHash(table.name)}`;
 }
 
 function insertBody(model: Model, table: TableModel): Sql {

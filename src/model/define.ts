@@ -46,7 +46,13 @@ export function table<T extends PgTable>(t: T, spec: TableSpecInput<ColumnNames<
   const scope = (s: ScopeInput<ColumnNames<T>>): ScopeInput =>
     typeof s === 'object' && 'parent' in s
       ? { parent: { ...s.parent, column: sqlName(s.parent.column) } }
-      : s;
+      : typeof s === 'object' && 'assigned' in s && !Array.isArray(s.assigned)
+        ? {
+            assigned: Object.fromEntries(
+              Object.entries(s.assigned as Record<string, string>).map(([a, c]) => [a, sqlName(c)]),
+            ),
+          }
+        : s;
   const rules: RuleInput[] = spec.rules.map((r) => ({ ...r, scopes: r.scopes.map(scope) }));
 
   const out: TableInput = { name: config.name, columns, rules };
@@ -72,6 +78,18 @@ export function table<T extends PgTable>(t: T, spec: TableSpecInput<ColumnNames<
       if (who !== undefined) edits[sqlName(k)] = who;
     }
     out.edits = edits;
+  }
+  if (spec.changeApproval !== undefined) {
+    const columns: Record<string, unknown> = {};
+    for (const [k, g] of Object.entries(spec.changeApproval.columns)) {
+      if (g !== undefined) columns[sqlName(k)] = g;
+    }
+    out.changeApproval = {
+      ...(spec.changeApproval.expiresAfterHours !== undefined
+        ? { expiresAfterHours: spec.changeApproval.expiresAfterHours }
+        : {}),
+      columns: columns as NonNullable<TableInput['changeApproval']>['columns'],
+    };
   }
   if (spec.claims !== undefined) out.claims = spec.claims;
   if (spec.recycleBin !== undefined) out.recycleBin = spec.recycleBin;

@@ -15,6 +15,7 @@ export const PROBLEM_CODES = {
   unknown_column: 'a reference to a column that the table does not have',
   unknown_job: 'a reference to a job that is not in `jobs`',
   unknown_mask: 'a reference to a mask that is neither built in nor in `masks`',
+  unknown_attribute: 'an `assigned` scope names an attribute that is not in `attributes`',
   unknown_relation:
     'a cell key that is not own/unit/subtree/shared/pool/granted, job:<name> or default',
   duplicate_rule:

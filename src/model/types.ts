@@ -19,7 +19,15 @@ export const SIMPLE_SCOPES = [
 export type SimpleScope = (typeof SIMPLE_SCOPES)[number];
 
 /** Relations between a viewer and a row, used to pick a column's level. */
-export const ROW_RELATIONS = ['own', 'unit', 'subtree', 'shared', 'pool', 'granted'] as const;
+export const ROW_RELATIONS = [
+  'own',
+  'unit',
+  'subtree',
+  'shared',
+  'pool',
+  'granted',
+  'assigned',
+] as const;
 export type RowRelation = (typeof ROW_RELATIONS)[number];
 
 /** Visibility follows a foreign key: rows whose parent row the person can see. */
@@ -39,10 +47,20 @@ export interface FilterScopeInput {
   filter: string;
 }
 
+/**
+ * Attribute scope: rows whose columns are among the values assigned to the person (directly or
+ * through a team) for these attributes, all of them (AND). A list names attributes that are also
+ * the column names; an object maps attribute -> column.
+ */
+export interface AssignedScopeInput<C extends string = string> {
+  assigned: readonly string[] | Readonly<Record<string, C>>;
+}
+
 export type ScopeInput<C extends string = string> =
   | SimpleScope
   | FilterScopeInput
-  | ParentScopeInput<C>;
+  | ParentScopeInput<C>
+  | AssignedScopeInput<C>;
 
 /** In a rule's jobs (or a `job:*` cell key): any active person, whatever their jobs. */
 export const ANY_JOB = '*';
@@ -87,6 +105,22 @@ export interface TableSpecInput<C extends string = string> {
    * generated INSTEAD OF triggers that check each changed column and say which rule refused.
    */
   edits?: Partial<Record<C, readonly string[]>>;
+  /**
+   * Edits that wait for a second person: a change of one of these columns by a requester (relation
+   * to the row as it is) becomes a pending change, applied when an approver (relation to the row as
+   * it would be) approves it, never by the requester, and dropped after expiresAfterHours (72).
+   * It needs approval when the person may not edit the column directly (edits), or, with
+   * crossUnit (owner or unit column), when the new value is in another unit than the old one.
+   */
+  changeApproval?: {
+    expiresAfterHours?: number;
+    columns: Partial<
+      Record<
+        C,
+        { requesters: readonly string[]; approvers: readonly string[]; crossUnit?: boolean }
+      >
+    >;
+  };
   /** the public pool: who may claim a pool row (becoming its owner), and how many per day */
   claims?: { jobs: readonly string[]; perDay: number };
   /** a delete through the view moves the row (and its child rows) to the recycle bin */
@@ -154,6 +188,8 @@ export interface ModelInput {
   audit?: { readers: readonly string[] };
   /** alerts: an export of more rows than this raises one (default 1000) */
   alerts?: { exportRowsAbove?: number };
+  /** attributes people and teams are assigned values of (pgwarden assign), used by `assigned` scopes */
+  attributes?: readonly string[] | Readonly<Record<string, { description?: string }>>;
   masks?: Readonly<Record<string, MaskInput>>;
   tables: Readonly<Record<string, TableInput>>;
 }
@@ -182,7 +218,9 @@ export interface Cell {
 export type Scope =
   | { kind: SimpleScope }
   | { kind: 'filter'; sql: string }
-  | { kind: 'parent'; column: string; table: string; via: readonly RowRelation[] | null };
+  | { kind: 'parent'; column: string; table: string; via: readonly RowRelation[] | null }
+  /** every listed column is among the person's assigned values of its attribute (sorted by attribute) */
+  | { kind: 'assigned'; match: readonly { attribute: string; column: string }[] };
 
 export interface Rule {
   jobs: readonly string[];
@@ -211,6 +249,8 @@ export interface TableModel {
   cells: readonly Cell[];
   /** null: no column rules (the view is auto-updatable under the row rules) */
   edits: readonly EditRule[] | null;
+  /** approval-gated edits; null when none */
+  changeApproval: { expiresAfterHours: number; columns: readonly GatedEdit[] } | null;
   claims: { jobs: readonly string[]; perDay: number } | null;
   recycleBin: { retentionDays: number } | null;
   /** columns stored as keyed hashes in the audit log */
@@ -226,6 +266,17 @@ export interface ExportRule {
   perDay: number;
   approvalColumns: readonly string[];
   approvers: 1 | 2;
+}
+
+/** A column whose changes wait for an approver. */
+export interface GatedEdit {
+  column: string;
+  /** who may request (relation to the row before the change) */
+  requesters: readonly CellWhen[];
+  /** who may approve (relation to the row after the change) */
+  approvers: readonly CellWhen[];
+  /** owner / unit column: a change into another unit needs approval even from people who may edit it */
+  crossUnit: boolean;
 }
 
 /** A column that may be changed by people related to the row in one of these ways. */
@@ -258,6 +309,8 @@ export interface Model {
   /** jobs that read the audit log */
   auditReaders: readonly string[];
   alerts: { exportRowsAbove: number };
+  /** attributes of assignments (pgwarden.attributes) */
+  attributes: readonly { name: string; description: string | null }[];
   masks: readonly Mask[];
   tables: readonly TableModel[];
 }

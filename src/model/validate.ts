@@ -25,6 +25,7 @@ import {
   type Command,
   type EditRule,
   type ExportRule,
+  type GatedEdit,
   type Job,
   type Level,
   type Mask,
@@ -330,6 +331,8 @@ function scopeKey(s: Scope): string {
       return `filter:${s.sql}`;
     case 'parent':
       return `parent:${JSON.stringify([s.column, s.table, s.via ? [...s.via].sort() : null])}`;
+    case 'assigned':
+      return `assigned:${JSON.stringify(s.match)}`;
     default:
       return s.kind;
   }
@@ -358,7 +361,18 @@ export async function validateModel(
   }
   v.fields(
     input,
-    ['name', 'schemas', 'roles', 'jobs', 'approvals', 'audit', 'alerts', 'masks', 'tables'],
+    [
+      'name',
+      'schemas',
+      'roles',
+      'jobs',
+      'approvals',
+      'audit',
+      'alerts',
+      'attributes',
+      'masks',
+      'tables',
+    ],
     [],
   );
 
@@ -563,6 +577,50 @@ export async function validateModel(
     }
   }
 
+  // ------------------------------------------------------------ attributes
+  const attributes: { name: string; description: string | null }[] = [];
+  const attributeNames = new Set<string>();
+  if (input.attributes !== undefined && input.attributes !== null) {
+    const addAttribute = (a: unknown, path: PathSegment[], spec: unknown) => {
+      if (typeof a !== 'string') {
+        v.structure(path, 'an attribute name (string)', a);
+        return;
+      }
+      if (!v.simpleName(a, 'Attribute name', path)) return;
+      if (attributeNames.has(a)) {
+        v.add(
+          'conflicting_rule',
+          path,
+          `Attribute ${JSON.stringify(a)} is listed twice.`,
+          'Remove the repeated entry.',
+        );
+        return;
+      }
+      let description: string | null = null;
+      if (spec !== undefined && spec !== null) {
+        if (!isRecord(spec)) v.structure(path, 'an object { description? }', spec);
+        else {
+          v.fields(spec, ['description'], path);
+          description = v.optString(spec, 'description', path) ?? null;
+        }
+      }
+      attributeNames.add(a);
+      attributes.push({ name: a, description });
+    };
+    if (Array.isArray(input.attributes))
+      for (const [i, a] of input.attributes.entries())
+        addAttribute(a, ['attributes', i], undefined);
+    else if (isRecord(input.attributes))
+      for (const [a, spec] of Object.entries(input.attributes))
+        addAttribute(a, ['attributes', a], spec);
+    else
+      v.structure(
+        ['attributes'],
+        'a list of attribute names, or an object of attribute name -> { description? }',
+        input.attributes,
+      );
+  }
+
   // ------------------------------------------------------------ tables, pass 1: names and columns
   const infos = new Map<string, TableInfo>();
   const rawTables = isRecord(input.tables) ? input.tables : null;
@@ -588,6 +646,7 @@ export async function validateModel(
         'rules',
         'cells',
         'edits',
+        'changeApproval',
         'claims',
         'recycleBin',
         'sensitive',
@@ -725,6 +784,17 @@ export async function validateModel(
     } else if (rel === 'granted' && info.grantable.length === 0) {
       missing = 'grantable columns';
       fix = 'List under grantable the columns a temporary grant may filter on.';
+    } else if (
+      rel === 'assigned' &&
+      !(Array.isArray(info.raw.rules) ? info.raw.rules : []).some(
+        (r: unknown) =>
+          isRecord(r) &&
+          Array.isArray(r.scopes) &&
+          r.scopes.some((sc: unknown) => isRecord(sc) && 'assigned' in sc),
+      )
+    ) {
+      missing = 'an { assigned: ... } scope in its rules';
+      fix = 'Add a rule with an assigned scope, e.g. { assigned: [region] }.';
     }
     if (missing) {
       v.add(
@@ -939,10 +1009,51 @@ export async function validateModel(
               if (via === null) edges.push({ from: key, to: p.table, path: pp });
             }
           }
+        } else if (isRecord(s) && 'assigned' in s) {
+          v.fields(s, ['assigned'], sp);
+          const ap = [...sp, 'assigned'];
+          const a = s.assigned;
+          const pairs: [string, unknown, PathSegment[]][] = Array.isArray(a)
+            ? a.map((x: unknown, i: number) => [String(x), x, [...ap, i]])
+            : isRecord(a)
+              ? Object.entries(a).map(([k, c]) => [k, c, [...ap, k]])
+              : [];
+          if (pairs.length === 0)
+            v.structure(
+              ap,
+              'a non-empty list of attributes, or an object of attribute -> column',
+              a,
+            );
+          let good = pairs.length > 0;
+          const match: { attribute: string; column: string }[] = [];
+          for (const [attr, c, pp] of pairs) {
+            if (typeof c !== 'string') {
+              v.structure(pp, 'a column name (string)', c);
+              good = false;
+              continue;
+            }
+            if (!attributeNames.has(attr)) {
+              v.add(
+                'unknown_attribute',
+                pp,
+                `Attribute ${JSON.stringify(attr)} is not defined in attributes.${suggest(attr, attributeNames)}`,
+                "Add it to the model's attributes, or fix the spelling.",
+              );
+              good = false;
+            }
+            if (!checkCol(c, pp, `the column of attribute ${attr}`)) good = false;
+            if (match.some((m) => m.attribute === attr)) continue;
+            match.push({ attribute: attr, column: c });
+          }
+          if (good)
+            scope = {
+              kind: 'assigned',
+              match: match.sort((x, y) => cmp(x.attribute, y.attribute)),
+            };
         } else {
           v.structure(
             sp,
-            `a scope: one of ${list(SIMPLE_SCOPES)}, { filter: <sql> } or { parent: { column, table, via? } }`,
+            `a scope: one of ${list(SIMPLE_SCOPES)}, { filter: <sql> }, { parent: { column, table, via? } } or { assigned: [attribute, ...] }`,
             s,
           );
         }
@@ -1232,6 +1343,97 @@ export async function validateModel(
     }
     sensitive = [...new Set(sensitive)].sort(cmp);
 
+    // changeApproval: edits that wait for a second person
+    let changeApproval: TableModel['changeApproval'] = null;
+    if (t.changeApproval !== undefined && t.changeApproval !== null) {
+      const ap: PathSegment[] = [...path, 'changeApproval'];
+      const ca = t.changeApproval;
+      if (!isRecord(ca) || !isRecord(ca.columns)) {
+        v.structure(
+          ap,
+          'an object { expiresAfterHours?, columns: { <column>: { requesters, approvers, crossUnit? } } }',
+          ca,
+        );
+      } else {
+        v.fields(ca, ['expiresAfterHours', 'columns'], ap);
+        let hours = 72;
+        if (ca.expiresAfterHours !== undefined) {
+          const h = ca.expiresAfterHours;
+          if (typeof h !== 'number' || !Number.isInteger(h) || h <= 0)
+            v.structure([...ap, 'expiresAfterHours'], 'a positive whole number of hours', h);
+          else hours = h;
+        }
+        if (!edits) {
+          v.add(
+            'conflicting_rule',
+            ap,
+            `Table ${JSON.stringify(key)} has changeApproval but no edits; approval-gated changes go through the edit triggers.`,
+            'Add edits (who may change which column directly), or remove changeApproval.',
+          );
+        }
+        const columns: GatedEdit[] = [];
+        for (const [column, spec] of Object.entries(ca.columns)) {
+          const cp: PathSegment[] = [...ap, 'columns', column];
+          let good = checkCol(column, cp, 'an approval-gated column');
+          if (!isRecord(spec)) {
+            v.structure(cp, 'an object { requesters, approvers, crossUnit? }', spec);
+            continue;
+          }
+          v.fields(spec, ['requesters', 'approvers', 'crossUnit'], cp);
+          if (column === info.keyColumn || sensitive.includes(column)) {
+            v.add(
+              'conflicting_rule',
+              cp,
+              `Column ${JSON.stringify(column)} of table ${JSON.stringify(key)} is ${column === info.keyColumn ? 'the primary key' : 'sensitive'}; a pending change would keep its new value in clear.`,
+              'Gate another column, or remove it from changeApproval.',
+            );
+            good = false;
+          }
+          const whens = (field: 'requesters' | 'approvers'): CellWhen[] => {
+            const raw = spec[field];
+            if (!Array.isArray(raw) || raw.length === 0 || raw.some((w) => typeof w !== 'string')) {
+              v.structure(
+                [...cp, field],
+                'a non-empty list of relations (own, subtree, parent:own, job:<name>, ...)',
+                raw,
+              );
+              good = false;
+              return [];
+            }
+            const out: CellWhen[] = [];
+            for (const [wi, w] of (raw as string[]).entries()) {
+              const when = parseWhen(
+                w,
+                [...cp, field, wi],
+                `changeApproval ${field} of ${JSON.stringify(column)}`,
+              );
+              if (!when) good = false;
+              else out.push(when);
+            }
+            return out;
+          };
+          const requesters = whens('requesters');
+          const approvers = whens('approvers');
+          const crossUnit = v.optBoolean(spec, 'crossUnit', cp);
+          if (crossUnit && column !== info.owner && column !== info.unit) {
+            v.add(
+              'conflicting_rule',
+              [...cp, 'crossUnit'],
+              `crossUnit compares units, but ${JSON.stringify(column)} is neither the owner nor the unit column of table ${JSON.stringify(key)}.`,
+              'Use crossUnit on the owner or unit column, or remove it.',
+            );
+            good = false;
+          }
+          if (good) columns.push({ column, requesters, approvers, crossUnit });
+        }
+        if (columns.length > 0)
+          changeApproval = {
+            expiresAfterHours: hours,
+            columns: columns.sort((a, b) => cmp(a.column, b.column)),
+          };
+      }
+    }
+
     // reveal: one cell unmasked on purpose
     let reveal: { columns: EditRule[]; perDay: number } | null = null;
     if (t.reveal !== undefined && t.reveal !== null) {
@@ -1420,6 +1622,7 @@ export async function validateModel(
       rules,
       cells,
       edits,
+      changeApproval,
       claims,
       recycleBin,
       sensitive,
@@ -1553,6 +1756,7 @@ export async function validateModel(
     approvers: [...new Set(approvers)].sort(cmp),
     auditReaders: [...new Set(auditReaders)].sort(cmp),
     alerts: { exportRowsAbove },
+    attributes: attributes.sort((a, b) => cmp(a.name, b.name)),
     masks: masks.sort((a, b) => cmp(a.name, b.name)),
     tables: tables.sort((a, b) => cmp(a.name, b.name)),
   };

@@ -190,6 +190,17 @@ export interface ExplainPersonContext {
     revokedAt: string | null;
     active: boolean;
   }[];
+  /** attribute values assigned now or before (directly, or through a team: `team`) */
+  assignments: {
+    id: number;
+    attribute: string;
+    value: string;
+    team: string | null;
+    until: string | null;
+    active: boolean;
+  }[];
+  /** project teams the person is or was a member of */
+  teams: { team: string; until: string | null; active: boolean }[];
   revealsToday: number;
   exportedToday: number;
 }
@@ -306,6 +317,45 @@ export async function readPersonContext(
   >`SELECT id, label, access, filter, valid_until AS until, revoked_at,
       pgwarden._active(valid_from, valid_until, revoked_at) AS active
     FROM pgwarden.temp_grants WHERE person = ${p.name} AND (${tableName}::text IS NULL OR table_name = ${tableName}) ORDER BY id`;
+  // team grants reach members as `granted` rows: listed with the temporary grants
+  const teamGrants = await db<
+    {
+      id: string;
+      team: string;
+      access: string;
+      filter: Record<string, string[]>;
+      until: Date;
+      revoked_at: Date | null;
+      active: boolean;
+    }[]
+  >`SELECT g.id, g.team, g.access, g.filter, LEAST(t.ends_at, COALESCE(m.valid_until, t.ends_at)) AS until,
+      COALESCE(g.revoked_at, m.revoked_at) AS revoked_at,
+      g.revoked_at IS NULL AND pgwarden._active(m.valid_from, m.valid_until, m.revoked_at) AND t.ends_at > statement_timestamp() AS active
+    FROM pgwarden.team_members m JOIN pgwarden.teams t ON t.name = m.team JOIN pgwarden.team_grants g ON g.team = m.team
+    WHERE m.person = ${p.name} AND (${tableName}::text IS NULL OR g.table_name = ${tableName}) ORDER BY g.id, m.id`;
+  const assignments = await db<
+    {
+      id: string;
+      attribute: string;
+      value: string;
+      team: string | null;
+      until: Date | null;
+      active: boolean;
+    }[]
+  >`SELECT a.id, a.attribute, a.value, a.team,
+      NULLIF(LEAST(COALESCE(a.valid_until, 'infinity'), COALESCE(m.valid_until, 'infinity'), COALESCE(t.ends_at, 'infinity')), 'infinity') AS until,
+      pgwarden._active(a.valid_from, a.valid_until, a.revoked_at)
+        AND (a.team IS NULL OR (pgwarden._active(m.valid_from, m.valid_until, m.revoked_at) AND t.ends_at > statement_timestamp())) AS active
+    FROM pgwarden.assignments a
+    LEFT JOIN pgwarden.team_members m ON m.team = a.team AND m.person = ${p.name}
+    LEFT JOIN pgwarden.teams t ON t.name = a.team
+    WHERE a.person = ${p.name} OR m.person IS NOT NULL
+    ORDER BY a.attribute, a.value, a.id`;
+  const teams = await db<{ team: string; until: Date; active: boolean }[]>`
+    SELECT m.team, LEAST(t.ends_at, COALESCE(m.valid_until, t.ends_at)) AS until,
+      pgwarden._active(m.valid_from, m.valid_until, m.revoked_at) AND t.ends_at > statement_timestamp() AS active
+    FROM pgwarden.team_members m JOIN pgwarden.teams t ON t.name = m.team
+    WHERE m.person = ${p.name} ORDER BY m.team, m.id`;
   const [q] = await db<{ reveals: number; exported: number }[]>`
     SELECT (SELECT count(*)::int FROM pgwarden.reveals v WHERE v.person = ${p.name} AND v.table_name = ${tableName} AND v.granted AND v.at >= pgwarden._today()) AS reveals,
            (SELECT COALESCE(sum(e.rows), 0)::int FROM pgwarden.exports e WHERE e.person = ${p.name} AND e.table_name = ${tableName} AND e.allowed AND e.at >= pgwarden._today()) AS exported`;
@@ -326,15 +376,35 @@ export async function readPersonContext(
       revokedAt: iso(s.revoked_at),
       active: s.active,
     })),
-    grants: grants.map((g) => ({
-      id: Number(g.id),
-      label: g.label,
-      access: g.access,
-      filter: g.filter,
-      until: g.until.toISOString(),
-      revokedAt: iso(g.revoked_at),
-      active: g.active,
+    grants: [
+      ...grants.map((g) => ({
+        id: Number(g.id),
+        label: g.label,
+        access: g.access,
+        filter: g.filter,
+        until: g.until.toISOString(),
+        revokedAt: iso(g.revoked_at),
+        active: g.active,
+      })),
+      ...teamGrants.map((g) => ({
+        id: Number(g.id),
+        label: `team ${g.team}`,
+        access: g.access,
+        filter: g.filter,
+        until: g.until.toISOString(),
+        revokedAt: iso(g.revoked_at),
+        active: g.active,
+      })),
+    ],
+    assignments: assignments.map((a) => ({
+      id: Number(a.id),
+      attribute: a.attribute,
+      value: a.value,
+      team: a.team,
+      until: iso(a.until),
+      active: a.active,
     })),
+    teams: teams.map((m) => ({ team: m.team, until: iso(m.until), active: m.active })),
     revealsToday: Number(q?.reveals ?? 0),
     exportedToday: Number(q?.exported ?? 0),
   };
@@ -604,6 +674,7 @@ function scopeLabel(s: Scope): string {
   if (s.kind === 'filter') return `filter ${s.sql}`;
   if (s.kind === 'parent')
     return `parent ${s.table} via ${s.column}${s.via ? ` (${s.via.join(', ')})` : ''}`;
+  if (s.kind === 'assigned') return `assigned ${s.match.map((m) => m.attribute).join(' + ')}`;
   return s.kind;
 }
 
@@ -712,9 +783,38 @@ function relationWhy(
         return `${describe(old)} ${old.revokedAt ? `was revoked at ${old.revokedAt}` : `ended at ${old.until}`}`;
       return `${p.name} holds no temporary grant on ${table.name}`;
     }
+    case 'assigned': {
+      const combos = new Map<string, Extract<Scope, { kind: 'assigned' }>>();
+      for (const r of table.rules)
+        for (const s of r.scopes) if (s.kind === 'assigned') combos.set(JSON.stringify(s.match), s);
+      return [...combos.values()].map((s) => assignedWhy(p, row, s, holds)).join('; or ');
+    }
     default:
       return relation;
   }
+}
+
+/** An attribute scope for a row, in words: which assignment matches, or which is missing. */
+function assignedWhy(
+  p: ExplainPersonContext,
+  row: RowEvaluation,
+  scope: Extract<Scope, { kind: 'assigned' }>,
+  holds: boolean | null,
+): string {
+  const parts = scope.match.map((m) => {
+    const v = row.values[m.column] ?? null;
+    const live = p.assignments.filter((a) => a.active && a.attribute === m.attribute);
+    const hit = live.find((a) => a.value === v);
+    if (hit)
+      return `its ${m.column} ${v} is assigned to ${p.name}${hit.team ? ` through team ${hit.team}` : ''} (assignment #${hit.id}, ${until(hit.until)})`;
+    const ended = p.assignments.filter(
+      (a) => !a.active && a.attribute === m.attribute && a.value === v,
+    );
+    return `its ${m.column} is ${v ?? 'empty'}, ${p.name} is assigned ${m.attribute} ${live.map((a) => a.value).join('/') || 'nothing'}${ended.length ? ` (an assignment of ${v} ended)` : ''}`;
+  });
+  return holds
+    ? parts.join(' and ')
+    : parts.filter((x) => !x.includes('is assigned to')).join(' and ') || parts.join(' and ');
 }
 
 function scopeWhy(
@@ -742,6 +842,8 @@ function scopeWhy(
           : `visible to ${ev.context.person.name}`
       }`;
     }
+    case 'assigned':
+      return assignedWhy(ev.context.person, row, scope, holds);
     default:
       return relationWhy(ev, row, scope.kind, holds, access);
   }

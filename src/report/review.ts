@@ -60,6 +60,10 @@ export interface PersonReview {
   manages: Held[];
   shares: Held[];
   grants: Held[];
+  /** attribute assignments (directly, or through a team: detail.team) */
+  assignments: Held[];
+  /** project team memberships (until the membership or the team ends); detail.grants: the team's scopes */
+  teams: Held[];
   tables: TableAccess[];
 }
 
@@ -152,6 +156,25 @@ export async function readReview(db: Db, model: Model, o: ReviewOptions = {}): P
     (Window & { table_name: string; label: string | null; access: string; filter: unknown })[]
   >`SELECT id, person, table_name, label, access, filter, valid_from, valid_until, revoked_at, granted_by::text AS granted_by FROM pgwarden.temp_grants ORDER BY person, id`;
 
+  const assignments = await db<
+    (Window & { attribute: string; value: string; team: string | null })[]
+  >`SELECT a.id, COALESCE(a.person, m.person) AS person, a.attribute, a.value, a.team,
+      GREATEST(a.valid_from, COALESCE(m.valid_from, a.valid_from)) AS valid_from,
+      NULLIF(LEAST(COALESCE(a.valid_until, 'infinity'), COALESCE(m.valid_until, 'infinity'), COALESCE(t.ends_at, 'infinity')), 'infinity') AS valid_until,
+      COALESCE(a.revoked_at, m.revoked_at) AS revoked_at, a.granted_by::text AS granted_by
+    FROM pgwarden.assignments a
+    LEFT JOIN pgwarden.team_members m ON m.team = a.team
+    LEFT JOIN pgwarden.teams t ON t.name = a.team
+    WHERE a.person IS NOT NULL OR m.person IS NOT NULL
+    ORDER BY 2, a.attribute, a.value, a.id`;
+  const teams = await db<(Window & { team: string; grants: unknown })[]>`
+    SELECT m.id, m.person, m.team, m.valid_from,
+      NULLIF(LEAST(COALESCE(m.valid_until, 'infinity'), t.ends_at), 'infinity') AS valid_until,
+      m.revoked_at, m.added_by::text AS granted_by,
+      COALESCE((SELECT jsonb_agg(jsonb_build_object('table', g.table_name, 'access', g.access, 'filter', g.filter) ORDER BY g.id)
+                FROM pgwarden.team_grants g WHERE g.team = m.team AND g.revoked_at IS NULL), '[]') AS grants
+    FROM pgwarden.team_members m JOIN pgwarden.teams t ON t.name = m.team
+    ORDER BY m.person, m.team, m.id`;
   const held = (w: Window, what: string, detail?: Record<string, unknown>): Held => ({
     id: Number(w.id),
     what,
@@ -241,6 +264,14 @@ export async function readReview(db: Db, model: Model, o: ReviewOptions = {}): P
           label: g.label,
         }),
       ),
+      assignments: mine(assignments).map((a) =>
+        held(a, `${a.attribute} = ${a.value}${a.team ? ` (team ${a.team})` : ''}`, {
+          attribute: a.attribute,
+          value: a.value,
+          team: a.team,
+        }),
+      ),
+      teams: mine(teams).map((m) => held(m, `team ${m.team}`, { team: m.team, grants: m.grants })),
       tables: access,
     });
   }
@@ -290,6 +321,12 @@ export function findings(r: Review, model: Model, now: Date): Finding[] {
       ...p.grants
         .filter((x) => x.state === 'active')
         .map((x) => `temporary grant ${x.what} until ${x.until}`),
+      ...(p.assignments ?? [])
+        .filter((x) => x.state === 'active')
+        .map((x) => `assignment ${x.what} ${x.until ? `until ${x.until}` : 'with no end'}`),
+      ...(p.teams ?? [])
+        .filter((x) => x.state === 'active')
+        .map((x) => `membership of ${x.what} until ${x.until}`),
     ];
     if (!p.active) {
       const extra = [
@@ -312,6 +349,8 @@ export function findings(r: Review, model: Model, now: Date): Finding[] {
       ...p.manages.map((x) => ({ ...x, kind: 'management of' })),
       ...p.shares.map((x) => ({ ...x, kind: 'share of' })),
       ...p.grants.map((x) => ({ ...x, kind: 'temporary grant' })),
+      ...(p.assignments ?? []).map((x) => ({ ...x, kind: 'assignment' })),
+      ...(p.teams ?? []).map((x) => ({ ...x, kind: 'membership of' })),
     ];
     for (const x of timed) {
       if (x.state === 'active' && x.until && new Date(x.until).getTime() <= soon) {
@@ -431,6 +470,13 @@ export function reviewText(r: Review): string {
         (g) =>
           `grant ${g.what} ${JSON.stringify((g.detail as { filter?: unknown })?.filter ?? {})} until ${g.until} [${g.state}]`,
       ),
+      ...(p.assignments ?? []).map(
+        (a) => `assigned ${a.what} ${a.until ? `until ${a.until}` : 'no end'} [${a.state}]`,
+      ),
+      ...(p.teams ?? []).map(
+        (m) =>
+          `member of ${m.what} ${JSON.stringify((m.detail as { grants?: unknown })?.grants ?? [])} until ${m.until} [${m.state}]`,
+      ),
     ];
     for (const i of items) out.push(`  ${pad(p.name, 8)} ${i.replace(/\s+\[/, ' [')}`);
   }
@@ -488,7 +534,14 @@ export function reviewCsv(r: Review): string {
           hidden: c.hidden,
         });
     }
-    for (const h of [...p.jobs, ...p.manages, ...p.shares, ...p.grants])
+    for (const h of [
+      ...p.jobs,
+      ...p.manages,
+      ...p.shares,
+      ...p.grants,
+      ...(p.assignments ?? []),
+      ...(p.teams ?? []),
+    ])
       row({
         kind: 'held',
         person: p.name,
@@ -614,6 +667,8 @@ export function heldHtml(r: Review): string {
       ...p.manages.map((h) => ['manages', h] as const),
       ...p.shares.map((h) => ['share', h] as const),
       ...p.grants.map((h) => ['temporary grant', h] as const),
+      ...(p.assignments ?? []).map((h) => ['assignment', h] as const),
+      ...(p.teams ?? []).map((h) => ['team', h] as const),
     ].map(
       ([kind, h]) =>
         `<tr><td>${esc(p.name)}</td><td>${esc(kind)}</td><td>${esc(h.what)}${h.detail && 'filter' in h.detail ? ` <small>${esc(JSON.stringify(h.detail.filter))}</small>` : ''}</td><td>${esc(h.from)}</td><td>${esc(h.until ?? 'no end')}</td><td>${esc(h.state)}</td><td>${esc(h.grantedBy)}</td></tr>`,
