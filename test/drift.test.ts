@@ -132,6 +132,19 @@ describe('diff reports each kind of hand edit, and apply repairs it', () => {
       ]);
       await repair();
       expect((await driftAgainst(t.sql)).findings).toHaveLength(2);
+      // a team that keeps its own triggers can leave that kind out of the gate
+      const gate = await cli([
+        'diff',
+        '--url',
+        t.url,
+        '--exit-code',
+        '--ignore',
+        'unknown_trigger,unmanaged_relation',
+      ]);
+      expect(gate.code, gate.stdout).toBe(0);
+      const bad = await cli(['diff', '--url', t.url, '--ignore', 'triggers']);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/not a kind of finding/);
     } finally {
       await t.sql.unsafe('DROP TRIGGER copy_out ON crm.customers');
       await t.sql.unsafe('DROP FUNCTION crm.copy_out()');

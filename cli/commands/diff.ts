@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { driftAgainst } from '../../src/apply/index.js';
 import { PgwardenError } from '../../src/errors.js';
-import type { DriftFinding } from '../../src/plan/drift.js';
+import { DRIFT_KINDS, type DriftFinding } from '../../src/plan/drift.js';
 import { ExitError, withDb } from '../context.js';
 import { c, EXIT } from '../output.js';
 
@@ -14,6 +14,10 @@ export function register(program: Command): void {
     .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
     .option('--json', 'print the findings as JSON')
     .option('--exit-code', 'exit 2 when there is anything to report, 0 when clean')
+    .option(
+      '--ignore <kinds>',
+      `finding kinds to leave out, comma-separated (${DRIFT_KINDS.join(', ')})`,
+    )
     .addHelpText(
       'after',
       `
@@ -28,11 +32,28 @@ Exit codes: 0 clean (or findings without --exit-code), 2 findings with --exit-co
 
 Example:
   $ pgwarden diff --url postgres://postgres@localhost/crm --exit-code
+  $ pgwarden diff --exit-code --ignore unknown_trigger   # your own triggers (e.g. updated_at) are fine
 `,
     )
-    .action(async (opts: { url?: string; json?: boolean; exitCode?: boolean }) => {
+    .action(async (opts: { url?: string; json?: boolean; exitCode?: boolean; ignore?: string }) => {
+      const ignore = new Set(
+        (opts.ignore ?? '')
+          .split(',')
+          .map((k) => k.trim())
+          .filter(Boolean),
+      );
+      for (const k of ignore) {
+        if (!(DRIFT_KINDS as readonly string[]).includes(k)) {
+          throw new PgwardenError(
+            'invalid_option',
+            `--ignore ${JSON.stringify(k)} is not a kind of finding`,
+            `Use some of: ${DRIFT_KINDS.join(', ')}.`,
+          );
+        }
+      }
       await withDb(opts, async (db) => {
-        const result = await driftAgainst(db);
+        const all = await driftAgainst(db);
+        const result = { ...all, findings: all.findings.filter((f) => !ignore.has(f.kind)) };
         if (!result.installed) {
           throw new PgwardenError(
             'not_applied',

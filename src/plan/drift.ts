@@ -9,16 +9,18 @@ import { objectKey } from '../catalog/objects.js';
 import type { LiveState } from '../introspect/index.js';
 import { describe } from '../sql/render.js';
 
-export type DriftKind =
-  | 'dropped'
-  | 'edited'
-  | 'rls_disabled'
-  | 'rls_not_forced'
-  | 'unknown_policy'
-  | 'unknown_grant'
-  | 'public_grant'
-  | 'unknown_trigger'
-  | 'unmanaged_relation';
+export const DRIFT_KINDS = [
+  'dropped',
+  'edited',
+  'rls_disabled',
+  'rls_not_forced',
+  'unknown_policy',
+  'unknown_grant',
+  'public_grant',
+  'unknown_trigger',
+  'unmanaged_relation',
+] as const;
+export type DriftKind = (typeof DRIFT_KINDS)[number];
 
 export interface DriftFinding {
   kind: DriftKind;
