@@ -483,3 +483,34 @@ describe('the CLI', () => {
     );
   });
 });
+
+describe('a pending change and its requester', () => {
+  it('is void once the requester is deactivated: nobody can approve it', async () => {
+    const [row] = await t.sql<
+      { id: number }[]
+    >`SELECT id::int AS id FROM crm.customers WHERE owner = 'dave' ORDER BY id LIMIT 1`;
+    const id = row?.id as number;
+    await as('walt', (tx) => tx`UPDATE crm_api.customers SET owner = 'alice' WHERE id = ${id}`);
+    const [req] = await t.sql<
+      { id: number }[]
+    >`SELECT id::int AS id FROM pgwarden.change_requests WHERE row_key = ${String(id)} AND requested_by = 'walt' AND status = 'pending'`;
+    expect(req?.id).toBeGreaterThan(0);
+    await t.sql`UPDATE pgwarden.people SET active = false, deactivated_at = now() WHERE name = 'walt'`;
+    try {
+      await expect(
+        as('vera', (tx) => tx`SELECT pgwarden.approve_change(${req?.id as number})`),
+      ).rejects.toThrow(/is void, not pending/);
+      expect(
+        (await as('vera', (tx) => tx`SELECT * FROM pgwarden.pending_changes()`)).map((r) =>
+          Number(r.id),
+        ),
+      ).not.toContain(req?.id);
+      const [still] = await t.sql<
+        { owner: string }[]
+      >`SELECT owner FROM crm.customers WHERE id = ${id}`;
+      expect(still?.owner).toBe('dave');
+    } finally {
+      await t.sql`UPDATE pgwarden.people SET active = true, deactivated_at = NULL WHERE name = 'walt'`;
+    }
+  });
+});

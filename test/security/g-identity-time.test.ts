@@ -189,15 +189,11 @@ describe('G. prepared statements across people', () => {
 });
 
 describe('G. session-level state left on a pooled connection by one person', () => {
-  // VULNERABILITY (design of withPerson / pooled connections, not fixable in SQL alone): a
-  // person's transaction on the application's connection can leave session-level state that the
-  // next transaction on the same connection (another person's, with pgbouncer in transaction
-  // mode: another client's) inherits: a session-level `SET ROLE` (so work done outside
-  // withPerson on that connection runs as her), `SET search_path`, and temporary tables (PUBLIC has
-  // TEMP on the database by default) that the next person's unqualified names resolve to.
-  // Identity inside the next withPerson is still right (SET LOCAL ROLE wins). Mitigations:
-  // REVOKE TEMPORARY ON DATABASE … FROM PUBLIC (pgwarden doctor warns), schema-qualified names,
-  // and a reset (`RESET ALL; DISCARD TEMP` / server_reset_query_always) between clients.
+  // Found by this suite: a person's transaction on the application's connection could leave
+  // session-level state that the next transaction on the same connection (another person's, with
+  // pgbouncer in transaction mode: another client's) inherits: a session-level `SET ROLE`,
+  // `SET search_path`, and temporary tables that the next person's unqualified names resolve to.
+  // withPerson now clears it before commit (SESSION_CLEANUP in src/runtime/with-person.ts).
   it('a session-level SET ROLE / search_path / temp table made by alice does not survive her transaction', async () => {
     await c.as('alice', async (tx) => {
       await tx.unsafe(`SET SESSION ROLE ${c.role('alice')}`);
