@@ -484,6 +484,28 @@ describe('the CLI', () => {
   });
 });
 
+describe('deactivation', () => {
+  it("ends the person's assignments and team memberships", async () => {
+    const adam = (fn: (tx: postgres.TransactionSql) => Promise<unknown>) => as('adam', fn);
+    await adam((tx) => tx`SELECT pgwarden.assign('pat', 'region', ARRAY['north'], NULL, NULL)`);
+    await adam((tx) => tx`SELECT pgwarden.create_team('deact', now() + interval '7 days')`);
+    await adam((tx) => tx`SELECT pgwarden.add_team_member('deact', 'pat')`);
+    const held = async () => {
+      const [r] = await t.sql<{ a: number; m: number }[]>`SELECT
+        (SELECT count(*)::int FROM pgwarden.assignments WHERE person = 'pat' AND revoked_at IS NULL) AS a,
+        (SELECT count(*)::int FROM pgwarden.team_members WHERE person = 'pat' AND revoked_at IS NULL) AS m`;
+      return r;
+    };
+    expect(await held()).toEqual({ a: 1, m: 1 });
+    await adam((tx) => tx`SELECT pgwarden.deactivate_person('pat')`);
+    expect(await held()).toEqual({ a: 0, m: 0 });
+    const [by] = await t.sql<
+      { revoked_by: string }[]
+    >`SELECT revoked_by FROM pgwarden.assignments WHERE person = 'pat' ORDER BY id DESC LIMIT 1`;
+    expect(by?.revoked_by).toBe(`${t.prefix}adam`);
+  });
+});
+
 describe('a pending change and its requester', () => {
   it('is void once the requester is deactivated: nobody can approve it', async () => {
     const [row] = await t.sql<
