@@ -84,3 +84,29 @@ export function formatPlan(plan: Plan, showSql: boolean): string {
   }
   return `${lines.join('\n')}\n`;
 }
+
+/** Rows as an aligned plain-text table (header in bold); `(none)` when empty. */
+export function table(rows: readonly Record<string, unknown>[]): string {
+  if (rows.length === 0) return c.dim('(none)\n');
+  const cols = Object.keys(rows[0] as object);
+  const cell = (v: unknown) =>
+    v === null || v === undefined
+      ? ''
+      : v instanceof Date
+        ? v.toISOString()
+        : Array.isArray(v)
+          ? v.join(',')
+          : typeof v === 'object'
+            ? JSON.stringify(v)
+            : String(v);
+  const widths = cols.map((k) => Math.max(k.length, ...rows.map((r) => cell(r[k]).length)));
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i] as number))
+      .join('  ')
+      .trimEnd();
+  return `${c.bold(line(cols))}\n${rows.map((r) => line(cols.map((k) => cell(r[k])))).join('\n')}\n`;
+}
+
+/** A one-line success message on stdout. */
+export const ok = (s: string) => process.stdout.write(`${c.green('ok')} ${s}\n`);

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import type postgres from 'postgres';
 import { PgwardenError } from '../../src/errors.js';
 import { asPerson, type PersonOptions, personOptions, relativeTime, withDb } from '../context.js';
-import { c } from '../output.js';
+import { ok, table } from '../output.js';
 
 type Common = PersonOptions;
 const common = personOptions;
@@ -19,30 +19,6 @@ function run<T>(o: Common, fn: (tx: postgres.TransactionSql) => Promise<T>): Pro
 function until(v: string | undefined): string | null {
   return v === undefined ? null : relativeTime('--until', v);
 }
-
-function table(rows: readonly Record<string, unknown>[]): string {
-  if (rows.length === 0) return c.dim('(none)\n');
-  const cols = Object.keys(rows[0] as object);
-  const cell = (v: unknown) =>
-    v === null || v === undefined
-      ? ''
-      : v instanceof Date
-        ? v.toISOString()
-        : Array.isArray(v)
-          ? v.join(',')
-          : typeof v === 'object'
-            ? JSON.stringify(v)
-            : String(v);
-  const widths = cols.map((k) => Math.max(k.length, ...rows.map((r) => cell(r[k]).length)));
-  const line = (vals: string[]) =>
-    vals
-      .map((v, i) => v.padEnd(widths[i] as number))
-      .join('  ')
-      .trimEnd();
-  return `${c.bold(line(cols))}\n${rows.map((r) => line(cols.map((k) => cell(r[k])))).join('\n')}\n`;
-}
-
-const ok = (s: string) => process.stdout.write(`${c.green('ok')} ${s}\n`);
 
 export function register(program: Command): void {
   const unit = program.command('unit').description('the org tree');

@@ -448,14 +448,11 @@ async function readUnmanagedRelations(
   );
 }
 
-/** Every policy on a protected table whose key is neither desired nor recorded. */
-async function readUnknownPolicies(
+/** Every policy on the given tables, as the server stores it (also used by `check`). */
+export async function readPolicies(
   db: Db,
-  objects: readonly CatalogObject[],
-  known: ReadonlyMap<string, CatalogObject>,
-  live: Map<string, PolicyObject>,
+  tables: readonly { schema: string; table: string }[],
 ): Promise<PolicyObject[]> {
-  const tables = objects.filter((o) => o.kind === 'rls');
   if (tables.length === 0) return [];
   const rows = await db<
     {
@@ -470,10 +467,10 @@ async function readUnknownPolicies(
     }[]
   >`
     SELECT n.nspname AS schema, c.relname AS table, p.polname AS name, p.polcmd::text AS cmd, p.polpermissive AS permissive,
-      ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(r) END FROM unnest(p.polroles) AS r ORDER BY 1) AS roles,
+      ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(r) END FROM pg_catalog.unnest(p.polroles) AS r ORDER BY 1) AS roles,
       pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS qual, pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check
     FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(${tables.map((t) => (t.kind === 'rls' ? t.schema : ''))}::text[], ${tables.map((t) => (t.kind === 'rls' ? t.table : ''))}::text[]))
+    WHERE (n.nspname, c.relname) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest(${tables.map((t) => t.schema)}::text[]), pg_catalog.unnest(${tables.map((t) => t.table)}::text[])))
     ORDER BY 1, 2, 3`;
   const CMD: Record<string, PolicyObject['command']> = {
     r: 'select',
@@ -482,19 +479,28 @@ async function readUnknownPolicies(
     d: 'delete',
     '*': 'all',
   };
+  return rows.map((r) => ({
+    kind: 'policy',
+    schema: r.schema,
+    table: r.table,
+    name: r.name,
+    command: CMD[r.cmd] ?? 'all',
+    permissive: r.permissive,
+    to: r.roles,
+    using: r.qual,
+    check: r.check,
+  }));
+}
+
+/** Every policy on a protected table whose key is neither desired nor recorded. */
+async function readUnknownPolicies(
+  db: Db,
+  objects: readonly CatalogObject[],
+  known: ReadonlyMap<string, CatalogObject>,
+  live: Map<string, PolicyObject>,
+): Promise<PolicyObject[]> {
   const out: PolicyObject[] = [];
-  for (const r of rows) {
-    const p: PolicyObject = {
-      kind: 'policy',
-      schema: r.schema,
-      table: r.table,
-      name: r.name,
-      command: CMD[r.cmd] ?? 'all',
-      permissive: r.permissive,
-      to: r.roles,
-      using: r.qual,
-      check: r.check,
-    };
+  for (const p of await readPolicies(db, protectedTables(objects))) {
     if (!known.has(objectKey(p))) out.push(p);
     else live.set(objectKey(p), p);
   }

@@ -3,6 +3,7 @@
  * transaction. The rules that judge it are pure functions in src/check/.
  */
 import type postgres from 'postgres';
+import { readPolicies } from './index.js';
 
 /** What to look at, derived from the compiled model (src/check: lintTargets). */
 export interface LintTargets {
@@ -134,14 +135,6 @@ export interface LintFacts {
 
 type Db = postgres.Sql | postgres.TransactionSql;
 
-const CMD: Record<string, LivePolicy['command']> = {
-  r: 'select',
-  a: 'insert',
-  w: 'update',
-  d: 'delete',
-  '*': 'all',
-};
-
 /** Reads everything the live rules need, in one READ ONLY transaction. Changes nothing. */
 export async function readLintFacts(db: postgres.Sql, targets: LintTargets): Promise<LintFacts> {
   return (await db.begin('read only', async (tx) => readFacts(tx, targets))) as LintFacts;
@@ -213,38 +206,12 @@ async function readFacts(db: Db, targets: LintTargets): Promise<LintFacts> {
   const tableSchemas = tables.map((t) => t.schema);
   const tableNames = tables.map((t) => t.name);
 
-  const policyRows = await db<
-    {
-      schema: string;
-      table: string;
-      name: string;
-      cmd: string;
-      permissive: boolean;
-      roles: string[];
-      qual: string | null;
-      check: string | null;
-    }[]
-  >`
-    SELECT n.nspname AS schema, c.relname AS table, p.polname AS name, p.polcmd::text AS cmd,
-      p.polpermissive AS permissive,
-      ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(r) END
-            FROM pg_catalog.unnest(p.polroles) AS r ORDER BY 1) AS roles,
-      pg_catalog.pg_get_expr(p.polqual, p.polrelid) AS qual,
-      pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) AS check
-    FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE (n.nspname, c.relname) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest(${tableSchemas}::text[]), pg_catalog.unnest(${tableNames}::text[])))
-    ORDER BY 1, 2, 3`;
-  const policies: LivePolicy[] = policyRows.map((r) => ({
-    schema: r.schema,
-    table: r.table,
-    name: r.name,
-    command: CMD[r.cmd] ?? 'all',
-    permissive: r.permissive,
-    roles: r.roles,
-    using: r.qual,
-    check: r.check,
-  }));
+  const policies: LivePolicy[] = (
+    await readPolicies(
+      db,
+      tables.map((t) => ({ schema: t.schema, table: t.name })),
+    )
+  ).map(({ kind: _kind, to, ...p }) => ({ ...p, roles: [...to] }));
 
   const definerFunctions = (
     await db<
