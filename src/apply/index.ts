@@ -4,7 +4,7 @@
  */
 import type postgres from 'postgres';
 import type { CatalogObject } from '../catalog/objects.js';
-import { registryDelete, registryUpsert } from '../catalog/registry.js';
+import { registryDelete, registryUpsertMany } from '../catalog/registry.js';
 import { PgwardenError } from '../errors.js';
 import { introspect, readRegistry } from '../introspect/index.js';
 import { preflight } from '../introspect/preflight.js';
@@ -141,18 +141,21 @@ async function runStep(
   }
 }
 
+/** Registry rows per statement when apply records what it did. */
+const RECORD_ROWS = 500;
+
 async function record(
   tx: postgres.TransactionSql,
   plan: Plan,
   options: ApplyOptions,
 ): Promise<void> {
-  for (const s of plan.steps) {
-    // repairs of objects pgwarden never created are not recorded as pgwarden's
-    if (s.reason === 'unknown') continue;
-    await tx.unsafe(
-      s.action === 'drop' ? registryDelete(s.key).text : registryUpsert(s.object).text,
-    );
-  }
+  // repairs of objects pgwarden never created are not recorded as pgwarden's
+  const recorded = plan.steps.filter((s) => s.reason !== 'unknown');
+  // a plan drops only keys it does not create: deleting first, then upserting, is the same
+  for (const s of recorded) if (s.action === 'drop') await tx.unsafe(registryDelete(s.key).text);
+  const upserts = recorded.filter((s) => s.action !== 'drop').map((s) => s.object);
+  for (let i = 0; i < upserts.length; i += RECORD_ROWS)
+    await tx.unsafe(registryUpsertMany(upserts.slice(i, i + RECORD_ROWS)).text);
   const summary = plan.steps.map((s) => ({
     op: s.op,
     key: s.key,

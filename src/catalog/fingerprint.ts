@@ -10,6 +10,21 @@ import type { CatalogObject } from './objects.js';
  * a change. (PL/pgSQL bodies are compared as text; pgwarden writes them, not the model.)
  */
 export function fingerprint(o: CatalogObject): string {
+  const known = fingerprints.get(o);
+  if (known !== undefined) return known;
+  const fp = computeFingerprint(o);
+  fingerprints.set(o, fp);
+  return fp;
+}
+
+/**
+ * Fingerprints by object: plan and apply ask for the same object's fingerprint several times
+ * (introspect, diff, the registry row), and parsing its SQL is most of the cost. Catalog objects
+ * are plain data that nothing changes once built, so the object is the key.
+ */
+const fingerprints = new WeakMap<CatalogObject, string>();
+
+function computeFingerprint(o: CatalogObject): string {
   const text = renderCreate(o)
     .map((s) => s.text)
     .join(';\n');

@@ -23,18 +23,18 @@ export async function preflight(db: Db, desired: readonly CatalogObject[]): Prom
   const tables = desired.filter((o): o is TableOwnerObject => o.kind === 'table_owner');
   const schemas = desired.filter((o): o is SchemaObject => o.kind === 'schema' && !o.create);
   const missing: string[] = [];
-  for (const s of schemas) {
-    const [r] = await db<
-      { ok: boolean }[]
-    >`SELECT to_regnamespace(${quoteIdent(s.name)}) IS NOT NULL AS ok`;
-    if (!r?.ok) missing.push(`schema "${s.name}"`);
-  }
-  for (const t of tables) {
-    const [r] = await db<
-      { ok: boolean }[]
-    >`SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${t.schema} AND c.relname = ${t.table} AND c.relkind IN ('r', 'p')) AS ok`;
-    if (!r?.ok) missing.push(`table "${t.schema}"."${t.table}"`);
-  }
+  // one query for all of them (a model may have hundreds of tables), in the model's order
+  const rows = await db<{ ok: boolean }[]>`
+    SELECT to_regnamespace(s.name) IS NOT NULL AS ok
+    FROM ROWS FROM (pg_catalog.unnest(${schemas.map((s) => quoteIdent(s.name))}::text[])) WITH ORDINALITY AS s(name, i)
+    ORDER BY s.i`;
+  for (const [i, s] of schemas.entries()) if (!rows[i]?.ok) missing.push(`schema "${s.name}"`);
+  const found = await db<{ ok: boolean }[]>`
+    SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = t.schema AND c.relname = t.name AND c.relkind IN ('r', 'p')) AS ok
+    FROM ROWS FROM (pg_catalog.unnest(${tables.map((t) => t.schema)}::pg_catalog.name[]), pg_catalog.unnest(${tables.map((t) => t.table)}::pg_catalog.name[])) WITH ORDINALITY AS t(schema, name, i)
+    ORDER BY t.i`;
+  for (const [i, t] of tables.entries())
+    if (!found[i]?.ok) missing.push(`table "${t.schema}"."${t.table}"`);
   if (missing.length > 0) {
     throw new PgwardenError(
       'missing_table',

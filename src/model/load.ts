@@ -158,6 +158,52 @@ function parseYamlText(
   return { doc, lines, source: sourceMapOf(file, doc, lines) };
 }
 
+/** The source map of a YAML/JSON text, parsed when a position is first asked for. */
+function lazySourceMap(file: string, text: string): SourceMap {
+  let parsed: SourceMap | undefined;
+  return {
+    file,
+    locate(path) {
+      parsed ??= parseYamlText(file, text).source;
+      return parsed.locate(path);
+    },
+  };
+}
+
+/** Some object of this (valid) JSON text has a key twice; decoded as JSON.parse does. */
+function jsonHasDuplicateKey(text: string): boolean {
+  const stack: (Set<string> | null)[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x7b /* { */) stack.push(new Set());
+    else if (ch === 0x5b /* [ */) stack.push(null);
+    else if (ch === 0x7d /* } */ || ch === 0x5d /* ] */) stack.pop();
+    else if (ch === 0x22 /* " */) {
+      let j = i + 1;
+      let escaped = false;
+      while (text.charCodeAt(j) !== 0x22) {
+        if (text.charCodeAt(j) === 0x5c /* \ */) {
+          escaped = true;
+          j++;
+        }
+        j++;
+      }
+      const keys = stack[stack.length - 1];
+      if (keys) {
+        let k = j + 1;
+        while (/\s/.test(text.charAt(k))) k++;
+        if (text.charCodeAt(k) === 0x3a /* : */) {
+          const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
+          if (keys.has(key)) return true;
+          keys.add(key);
+        }
+      }
+      i = j;
+    }
+  }
+  return false;
+}
+
 /** Line/column of a JSON.parse error, from "position N" or "(line L column C)" in its message. */
 function jsonErrorPosition(message: string, text: string): { line: number; column: number } {
   const lc = /line (\d+) column (\d+)/.exec(message);
@@ -281,9 +327,14 @@ export async function loadModelInput(file: string): Promise<LoadedInput> {
         ],
       };
     }
-    // JSON is YAML: parse it again only for node positions and duplicate keys
-    const { doc, lines, source } = parseYamlText(file, text);
-    return { input, problems: duplicateKeys(file, doc, lines), source };
+    // JSON is YAML: parse it again for duplicate keys and node positions. For a large model
+    // that takes as long as all the rest, so only when the text has a duplicate key; positions
+    // are then looked up (and the text parsed) when a problem is reported.
+    if (jsonHasDuplicateKey(text)) {
+      const { doc, lines, source } = parseYamlText(file, text);
+      return { input, problems: duplicateKeys(file, doc, lines), source };
+    }
+    return { input, problems: [], source: lazySourceMap(file, text) };
   }
 
   const { doc, lines, source } = parseYamlText(file, text);
