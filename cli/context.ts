@@ -8,6 +8,7 @@ import { readColumns } from '../src/introspect/columns.js';
 import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/types.js';
 import { validateModel, withColumns } from '../src/model/validate.js';
+import { envKey, KEY_ENV, keyConnectionOptions, resolveKeysSync } from '../src/runtime/keys.js';
 import { c, EXIT, printProblems } from './output.js';
 
 export class ExitError extends Error {
@@ -48,13 +49,77 @@ export function databaseUrl(given: string | undefined): string {
   return url;
 }
 
-export function connect(url: string): postgres.Sql {
+// ------------------------------------------------------------------ encryption keys (--key)
+
+let keyRefs: readonly string[] = [];
+let resolvedKeys: string[] | undefined;
+
+/** Called once by the program (global option --key, repeatable) before any command runs. */
+export function setKeyRefs(refs: readonly string[] | undefined): void {
+  keyRefs = refs ?? [];
+  resolvedKeys = undefined;
+}
+
+/**
+ * The keys of this CLI run: every --key (env:NAME, file:PATH or hex keys, comma-separated), in
+ * order, else $PGWARDEN_KEY when it is set (one key or several, comma-separated), else none.
+ * Resolved when first needed, so that a command without a database never reads them.
+ */
+export function cliKeys(): string[] {
+  if (resolvedKeys) return resolvedKeys;
+  const env = process.env[KEY_ENV];
+  const spec = keyRefs.length > 0 ? keyRefs.flatMap(splitRefs) : env?.trim() ? [envKey()] : [];
+  resolvedKeys = resolveKeysSync(spec);
+  return resolvedKeys;
+}
+
+/**
+ * `--key env:NEW,env:OLD` is two references, as is `--key <hex>,<hex>`; a comma inside a file
+ * path stays in the path (`file:/keys/a,b`) unless what follows is a reference or a hex key.
+ */
+function splitRefs(ref: string): string[] {
+  const out: string[] = [];
+  for (const raw of ref.split(',')) {
+    const p = raw.trim();
+    const last = out[out.length - 1];
+    if (/^(env|file):/.test(p) || /^[0-9a-fA-F]{64}$/.test(p) || !last?.startsWith('file:'))
+      out.push(p);
+    else out[out.length - 1] = `${last},${raw}`;
+  }
+  return out.filter(Boolean);
+}
+
+const noticesShown = new Set<string>();
+
+/** Prints a "no key" notice on stderr, once per run and text (the value stays masked). */
+export function printKeyNotice(message: string, hint?: string): void {
+  const text = message.replace(/^pgwarden: /, '');
+  if (noticesShown.has(text)) return;
+  noticesShown.add(text);
+  process.stderr.write(
+    `${c.yellow('notice:')} ${text}\n${hint ? `${c.dim('hint:')} ${hint}\n` : ''}`,
+  );
+}
+
+/**
+ * A connection of the CLI. The keys (default: cliKeys()) go in the startup packet as the
+ * setting pgwarden.keys: never in a statement, so never in the server's statement log, and
+ * never printed (--debug included).
+ */
+export function connect(url: string, options: { keys?: readonly string[] } = {}): postgres.Sql {
+  const keys = options.keys ?? cliKeys();
   // application_name shows DBAs who is connected (pg_stat_activity); PGAPPNAME overrides it
   return postgres(url, {
-    onnotice: () => {},
+    onnotice: (n) => {
+      // the database's word that an encrypted value is shown masked for want of its key
+      if (/supplied no key/.test(String(n.message))) printKeyNotice(String(n.message), n.hint);
+    },
     max: 2,
     connect_timeout: 10,
-    connection: { application_name: process.env.PGAPPNAME ?? 'pgwarden' },
+    connection: {
+      application_name: process.env.PGAPPNAME ?? 'pgwarden',
+      ...keyConnectionOptions(keys),
+    },
   });
 }
 
@@ -124,8 +189,9 @@ export function personOptions(cmd: Command): Command {
 export async function withDb<T>(
   o: PersonOptions,
   fn: (db: postgres.Sql) => Promise<T>,
+  options: { keys?: readonly string[] } = {},
 ): Promise<T> {
-  const db = connect(databaseUrl(o.url));
+  const db = connect(databaseUrl(o.url), options);
   try {
     return await fn(db);
   } catch (e) {

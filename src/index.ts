@@ -16,11 +16,26 @@ export { validateModel, withColumns } from './model/validate.js';
 export { diff, type Plan, type PlanStep } from './plan/index.js';
 export { withPersonDrizzle } from './runtime/drizzle.js';
 export {
+  envKey,
+  fileKey,
+  generateKey,
+  type KeyProvider,
+  type KeySpec,
+  keyConnectionOptions,
+  keyId,
+  kmsKey,
+  parseKeyRef,
+  resolveKeys,
+} from './runtime/keys.js';
+export {
   type ExportRequest,
   type ExportStarted,
   exportBatches,
   parseWhere,
+  type RevealOptions,
+  type RevealResult,
   reveal,
+  revealCell,
   startExport,
 } from './runtime/reveal-export.js';
 export { type PersonOptions, withPerson } from './runtime/with-person.js';

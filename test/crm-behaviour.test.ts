@@ -121,9 +121,10 @@ beforeAll(async () => {
   t = await createTestDatabase();
   await setupCrm(t.sql, { rolePrefix: t.prefix });
   app = await loginAs(t, 'crm_app', { max: 2 });
+  // id_number is stored encrypted; the superuser connection supplies the test key to read it
   customers = await t.sql<
     Customer[]
-  >`SELECT id::int, owner, region, customer_type, status, in_pool, phone, email, id_number, address FROM crm.customers ORDER BY id`;
+  >`SELECT id::int, owner, region, customer_type, status, in_pool, phone, email, pgwarden.decrypt_value(id_number, 'crm.customers.id_number') AS id_number, address FROM crm.customers ORDER BY id`;
   const units = await t.sql<
     { name: string; parent: string | null }[]
   >`SELECT name, parent FROM pgwarden.units`;

@@ -60,7 +60,7 @@ describe('explain agrees with the database, person by person', () => {
       (
         await t.sql<
           Record<string, string | null>[]
-        >`SELECT id::text AS id, phone, email, id_number, address FROM crm.customers WHERE id::text = ANY (${ROWS})`
+        >`SELECT id::text AS id, phone, email, pgwarden.decrypt_value(id_number, 'crm.customers.id_number') AS id_number, address FROM crm.customers WHERE id::text = ANY (${ROWS})`
       ).map((r) => [r.id as string, r]),
     );
     let compared = 0;

@@ -6,13 +6,19 @@ import { createWriteStream } from 'node:fs';
 import type { Command } from 'commander';
 import { PgwardenError } from '../../src/errors.js';
 import { csvCell } from '../../src/report/audit.js';
-import { exportBatches, parseWhere, reveal, startExport } from '../../src/runtime/reveal-export.js';
+import {
+  exportBatches,
+  parseWhere,
+  revealCell,
+  startExport,
+} from '../../src/runtime/reveal-export.js';
 import {
   asPerson,
   connect,
   databaseUrl,
   type PersonOptions,
   personOptions,
+  printKeyNotice,
   relativeTime,
   withDb,
 } from '../context.js';
@@ -53,8 +59,10 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  $ pgwarden reveal customers 42 id_number --as alice\n')
     .action(async (table: string, key: string, column: string, o: Common) => {
       const who = needAs(o);
-      const v = await withDb(o, (db) => reveal(db, who, table, key, column));
-      process.stdout.write(`${v ?? ''}\n`);
+      // without the key of an encrypted column: the mask on stdout, the reason on stderr, exit 0
+      const r = await withDb(o, (db) => revealCell(db, who, table, key, column));
+      if (r.masked && r.notice) printKeyNotice(r.notice);
+      process.stdout.write(`${r.value ?? ''}\n`);
     });
 
   common(

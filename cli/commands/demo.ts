@@ -6,8 +6,10 @@ import type { Command } from 'commander';
 import postgres from 'postgres';
 import { setupCrm } from '../../examples/crm/setup.js';
 import { PgwardenError } from '../../src/errors.js';
-import { exportBatches, reveal, startExport } from '../../src/runtime/reveal-export.js';
+import { generateKey, keyConnectionOptions, keyId } from '../../src/runtime/keys.js';
+import { exportBatches, reveal, revealCell, startExport } from '../../src/runtime/reveal-export.js';
 import { withPerson } from '../../src/runtime/with-person.js';
+import { cliKeys } from '../context.js';
 import { c } from '../output.js';
 
 type Row = Record<string, unknown>;
@@ -47,8 +49,46 @@ async function attempt(label: string, fn: () => Promise<string>): Promise<void> 
   }
 }
 
-export async function runDemo(url: string, prefix: string): Promise<void> {
-  const db = postgres(url, { onnotice: () => {}, max: 2 });
+/**
+ * The demo's encryption keys (customers.id_number is encrypted): --key / $PGWARDEN_KEY, else a
+ * key made for this run. `generated` says the caller must tell the user (--url leaves the
+ * encrypted CRM behind). A database whose active key was not supplied is refused up front.
+ */
+async function demoKeys(url: string): Promise<{ keys: string[]; generated: boolean }> {
+  const given = cliKeys();
+  const keys = given.length > 0 ? given : [generateKey()];
+  const db = postgres(url, { onnotice: () => {}, max: 1 });
+  try {
+    const [t] = await db`SELECT to_regclass('pgwarden.encryption_keys') IS NOT NULL AS ok`;
+    const [row] = t?.ok
+      ? await db<{ key_id: string }[]>`
+          SELECT key_id FROM pgwarden.encryption_keys WHERE state = 'active'`
+      : [];
+    const active = row?.key_id ?? null;
+    if (active && !keys.map(keyId).includes(active))
+      throw new PgwardenError(
+        'key_missing',
+        `the CRM at this URL is already set up and its id_numbers are encrypted with key ${active}, which was not supplied`,
+        'Pass that key with --key env:NAME / --key file:PATH or PGWARDEN_KEY, or run the demo on an empty database.',
+      );
+    return { keys, generated: given.length === 0 && !active };
+  } finally {
+    await db.end();
+  }
+}
+
+export async function runDemo(
+  url: string,
+  prefix: string,
+  encryption: { keys: string[]; generated: boolean } = { keys: [generateKey()], generated: true },
+): Promise<void> {
+  const keys = encryption.keys;
+  // the superuser's connection supplies the key as a startup parameter (the seed is encrypted)
+  const db = postgres(url, {
+    onnotice: () => {},
+    max: 2,
+    connection: keyConnectionOptions(keys),
+  });
   try {
     const [{ version } = { version: '' }] = await db<
       { version: string }[]
@@ -58,10 +98,23 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     out(
       `  ${c.green('✓')} ${setup.tablesCreated ? 'tables created (examples/crm/schema.sql), ' : ''}model applied${setup.seeded ? ', seed loaded' : ''}`,
     );
+    out(
+      c.dim(
+        `  customers.id_number is stored encrypted with key ${keyId(keys[0] as string)} (${encryption.generated ? 'made for this run' : 'from --key / PGWARDEN_KEY'}); the application supplies it with each transaction.`,
+      ),
+    );
     // One connection that is the application: its session user is the authenticator role, and
-    // every request is BEGIN; SET LOCAL ROLE <person>; ...; COMMIT (withPerson).
+    // every request is BEGIN; SET LOCAL ROLE <person>; ...; COMMIT (withPerson). It holds no key
+    // of its own: withPerson's `keys` option gives each transaction the key.
     const appRole = `${prefix}crm_app`;
-    const app = postgres(url, { onnotice: () => {}, max: 1, idle_timeout: 0 });
+    let lastNotice = '';
+    const app = postgres(url, {
+      onnotice: (n) => {
+        lastNotice = String(n.message);
+      },
+      max: 1,
+      idle_timeout: 0,
+    });
     await app`SELECT set_config('session_authorization', ${appRole}, false)`;
     out(
       c.dim(
@@ -69,7 +122,8 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
       ),
     );
     const as = <T>(person: string, fn: (tx: postgres.TransactionSql) => Promise<T>) =>
-      withPerson(app, person, fn, { rolePrefix: prefix });
+      withPerson(app, person, fn, { rolePrefix: prefix, keys });
+    const withKey = { rolePrefix: prefix, keys };
     const cols = [
       'id',
       'name',
@@ -174,26 +228,24 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
     const [own] = await db<
       { id: number }[]
     >`SELECT id::int FROM crm.customers WHERE owner = 'alice' AND id_number IS NOT NULL ORDER BY id LIMIT 1`;
-    const full = await reveal(app, 'alice', 'customers', String(own?.id), 'id_number', {
-      rolePrefix: prefix,
-    });
+    const full = await reveal(app, 'alice', 'customers', String(own?.id), 'id_number', withKey);
     out(
       `  ${c.green('✓')} alice reveals the id_number of her customer ${own?.id}: ${full} (recorded; 19 reveals left today)`,
     );
     await attempt(
       "bob reveals the id_number of customer 1 (alice's, shared with him)",
       async () => {
-        await reveal(app, 'bob', 'customers', '1', 'id_number', { rolePrefix: prefix });
+        await reveal(app, 'bob', 'customers', '1', 'id_number', withKey);
         return 'revealed (unexpected)';
       },
     );
     await attempt('pat (a rep) exports the customers', async () => {
-      await startExport(app, 'pat', { table: 'customers' }, { rolePrefix: prefix });
+      await startExport(app, 'pat', { table: 'customers' }, withKey);
       return 'exported (unexpected)';
     });
-    const started = await startExport(app, 'carol', { table: 'customers' }, { rolePrefix: prefix });
+    const started = await startExport(app, 'carol', { table: 'customers' }, withKey);
     let exported = 0;
-    for await (const rows of exportBatches(app, 'carol', started.export, { rolePrefix: prefix }))
+    for await (const rows of exportBatches(app, 'carol', started.export, withKey))
       exported += rows.length;
     out(
       `  ${c.green('✓')} carol exports her customers: ${exported} rows, columns ${started.columns.join(', ')} (no phone, email or id_number; ${200 - exported} rows left today)`,
@@ -203,9 +255,50 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
         app,
         'vera',
         { table: 'customers', columns: ['id', 'name', 'phone'] },
-        { rolePrefix: prefix },
+        withKey,
       );
       return 'exported (unexpected)';
+    });
+
+    out();
+    out(c.bold('Encrypted at rest: customers.id_number (the key never enters the database):'));
+    const [stored] = await db<
+      { id_number: string }[]
+    >`SELECT id_number FROM crm.customers WHERE id = ${own?.id as number}`;
+    const cipher = String(stored?.id_number);
+    out(
+      `  a superuser's SELECT id_number FROM crm.customers WHERE id = ${own?.id}: ${cipher.length > 60 ? `${cipher.slice(0, 57)}...` : cipher}`,
+    );
+    const [viewed] = await as(
+      'alice',
+      (tx) => tx`SELECT id_number FROM crm_api.customers WHERE id = ${own?.id as number}`,
+    );
+    out(`  ${c.green('✓')} alice through crm_api.customers, with the key: ${viewed?.id_number}`);
+    lastNotice = '';
+    const [blind] = await withPerson(
+      app,
+      'alice',
+      (tx) => tx`SELECT id_number FROM crm_api.customers WHERE id = ${own?.id as number}`,
+      { rolePrefix: prefix },
+    );
+    out(
+      `  ${c.green('✓')} alice without the key: ${blind?.id_number} ${c.dim(`(NOTICE: ${lastNotice.replace(/^pgwarden: /, '')})`)}`,
+    );
+    const masked = await revealCell(app, 'alice', 'customers', String(own?.id), 'id_number', {
+      rolePrefix: prefix,
+    });
+    out(
+      `  ${c.green('✓')} alice reveals it without the key: ${masked.value} ${c.dim(`(recorded, not an error; masked: ${masked.masked})`)}`,
+    );
+    await attempt('carol writes an id_number without the key', async () => {
+      await withPerson(
+        app,
+        'carol',
+        (tx) =>
+          tx`UPDATE crm_api.customers SET id_number = '110101199001019999' WHERE id = ${own?.id as number}`,
+        { rolePrefix: prefix },
+      );
+      return 'updated (unexpected)';
     });
 
     out();
@@ -250,6 +343,25 @@ export async function runDemo(url: string, prefix: string): Promise<void> {
   }
 }
 
+/**
+ * With --url the encrypted CRM stays on the server: a key the demo made is useless unless the
+ * user keeps it, so (only then, and only for this demo database) it is shown once, with how to
+ * use it. Bring your own with --key or PGWARDEN_KEY and nothing is shown.
+ */
+function keptKey(enc: { keys: string[]; generated: boolean }): void {
+  if (!enc.generated) return;
+  out();
+  out(
+    `${c.yellow('!')} id_number is encrypted with a key made for this demo (key id ${keyId(enc.keys[0] as string)}). It is not stored anywhere; to read or write id_numbers later, keep it:`,
+  );
+  out(`    export PGWARDEN_KEY=${enc.keys[0]}`);
+  out(
+    c.dim(
+      '  (a demo database only: for real data, generate the key yourself with pgwarden keys generate and pass it with --key file:PATH or PGWARDEN_KEY)',
+    ),
+  );
+}
+
 export function register(program: Command): void {
   program
     .command('demo')
@@ -265,7 +377,7 @@ export function register(program: Command): void {
     )
     .addHelpText(
       'after',
-      '\nExamples:\n  $ pgwarden demo\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo --setup-only\n',
+      '\nExamples:\n  $ pgwarden demo\n  $ export PGWARDEN_KEY=$(pgwarden keys generate)   # id_number is encrypted with it\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo\n  $ pgwarden demo --url postgres://postgres@localhost:5432/crm_demo --setup-only\n\nWithout --key or PGWARDEN_KEY, the demo makes a key for the run; with --url it prints that key\nonce (the encrypted CRM stays on the server), so that you can keep it.\n',
     )
     .action(async (opts: { url?: string; rolePrefix: string; setupOnly?: boolean }) => {
       if (opts.setupOnly) {
@@ -276,7 +388,12 @@ export function register(program: Command): void {
             'Pass --url postgres://... of an empty database.',
           );
         }
-        const db = postgres(opts.url, { onnotice: () => {}, max: 2 });
+        const enc = await demoKeys(opts.url);
+        const db = postgres(opts.url, {
+          onnotice: () => {},
+          max: 2,
+          connection: keyConnectionOptions(enc.keys),
+        });
         try {
           const r = await setupCrm(db, { rolePrefix: opts.rolePrefix });
           out(
@@ -285,10 +402,13 @@ export function register(program: Command): void {
         } finally {
           await db.end();
         }
+        keptKey(enc);
         return;
       }
       if (opts.url) {
-        await runDemo(opts.url, opts.rolePrefix);
+        const enc = await demoKeys(opts.url);
+        await runDemo(opts.url, opts.rolePrefix, enc);
+        keptKey(enc);
         out();
         out(
           `The CRM stays set up at ${opts.url.replace(/:[^:@/]*@/, ':***@')}: try  psql ... -c "SET ROLE ${opts.rolePrefix}alice; SELECT * FROM crm_api.customers"`,
@@ -300,7 +420,13 @@ export function register(program: Command): void {
       const { startEmbeddedPostgres } = await import('../../src/db/embedded.js');
       const server = await startEmbeddedPostgres();
       try {
-        await runDemo(server.url, opts.rolePrefix);
+        // a key made for this run dies with the embedded server: it is never shown
+        const given = cliKeys();
+        await runDemo(
+          server.url,
+          opts.rolePrefix,
+          given.length ? { keys: given, generated: false } : undefined,
+        );
       } finally {
         await server.stop();
       }

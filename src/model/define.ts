@@ -7,6 +7,7 @@ import { type Column as DrizzleColumn, getTableColumns } from 'drizzle-orm';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import type {
   CellInput,
+  EncryptedInput,
   ModelInput,
   RuleInput,
   ScopeInput,
@@ -94,6 +95,15 @@ export function table<T extends PgTable>(t: T, spec: TableSpecInput<ColumnNames<
   if (spec.claims !== undefined) out.claims = spec.claims;
   if (spec.recycleBin !== undefined) out.recycleBin = spec.recycleBin;
   if (spec.sensitive !== undefined) out.sensitive = spec.sensitive.map(sqlName);
+  if (spec.encrypted !== undefined) {
+    if (Array.isArray(spec.encrypted)) out.encrypted = (spec.encrypted as string[]).map(sqlName);
+    else {
+      const enc: Record<string, EncryptedInput> = {};
+      for (const [k, e] of Object.entries(spec.encrypted) as [string, EncryptedInput | undefined][])
+        if (e !== undefined) enc[sqlName(k)] = e;
+      out.encrypted = enc;
+    }
+  }
   if (spec.reveal !== undefined) {
     const columns: Record<string, readonly string[]> = {};
     for (const [k, who] of Object.entries(spec.reveal.columns) as [

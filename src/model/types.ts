@@ -127,6 +127,13 @@ export interface TableSpecInput<C extends string = string> {
   recycleBin?: { retentionDays: number };
   /** columns whose values the audit log stores as keyed hashes (default: the columns with cells) */
   sensitive?: readonly C[];
+  /**
+   * Columns stored encrypted (pgcrypto, authenticated encryption; keys supplied by the session,
+   * never stored): a list, or `{ column: { search: 'equality' } }` for deterministic ones that
+   * equality search and unique indexes can use (`{}` or `true`: randomized). Decrypted only in
+   * the views (full and mask levels), reveal and export. See docs/model.md#encrypted-columns.
+   */
+  encrypted?: readonly C[] | Partial<Record<C, EncryptedInput>>;
   /** one cell unmasked on purpose: who may reveal which column (relations as in cells), per-person daily quota */
   reveal?: { columns: Partial<Record<C, readonly string[]>>; perDay: number };
   /** rows one statement may read through the view, per job (see docs/security.md for its limits) */
@@ -147,6 +154,9 @@ export interface TableSpecInput<C extends string = string> {
     >
   >;
 }
+
+/** How one encrypted column is stored: `search: 'equality'` makes it deterministic. */
+export type EncryptedInput = true | { search?: 'equality' | 'none' };
 
 /** A table as given in YAML / JSON or as resolved from drizzle. */
 export interface TableInput extends TableSpecInput {
@@ -253,11 +263,19 @@ export interface TableModel {
   changeApproval: { expiresAfterHours: number; columns: readonly GatedEdit[] } | null;
   claims: { jobs: readonly string[]; perDay: number } | null;
   recycleBin: { retentionDays: number } | null;
-  /** columns stored as keyed hashes in the audit log */
+  /** columns stored as keyed hashes in the audit log (encrypted columns always are) */
   sensitive: readonly string[];
+  /** columns stored encrypted (sorted); deterministic ones allow equality search */
+  encrypted: readonly EncryptedColumn[];
   reveal: { columns: readonly EditRule[]; perDay: number } | null;
   exports: readonly ExportRule[];
   readCaps: readonly { job: string; rows: number }[];
+}
+
+export interface EncryptedColumn {
+  column: string;
+  /** same plaintext -> same stored value (SIV-style IV), for equality search */
+  deterministic: boolean;
 }
 
 export interface ExportRule {

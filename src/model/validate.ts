@@ -24,6 +24,7 @@ import {
   type Column,
   type Command,
   type EditRule,
+  type EncryptedColumn,
   type ExportRule,
   type GatedEdit,
   type Job,
@@ -650,6 +651,7 @@ export async function validateModel(
         'claims',
         'recycleBin',
         'sensitive',
+        'encrypted',
         'reveal',
         'exports',
         'readCap',
@@ -1341,7 +1343,103 @@ export async function validateModel(
         );
       }
     }
-    sensitive = [...new Set(sensitive)].sort(cmp);
+    // encrypted columns: stored as ciphertext, so nothing may compare them in SQL
+    const encrypted: EncryptedColumn[] = [];
+    if (t.encrypted !== undefined && t.encrypted !== null) {
+      const ep: PathSegment[] = [...path, 'encrypted'];
+      const entries: [string, unknown, PathSegment[]][] = [];
+      if (Array.isArray(t.encrypted)) {
+        t.encrypted.forEach((c: unknown, i: number) => {
+          if (typeof c !== 'string') v.structure([...ep, i], 'a column name', c);
+          else entries.push([c, true, [...ep, i]]);
+        });
+      } else if (isRecord(t.encrypted)) {
+        for (const [c, spec] of Object.entries(t.encrypted)) entries.push([c, spec, [...ep, c]]);
+      } else {
+        v.structure(
+          ep,
+          "a list of column names, or an object { <column>: { search: 'equality' } }",
+          t.encrypted,
+        );
+      }
+      // columns the row rules compare in SQL (policies, key helpers, grants, assignments)
+      const compared = new Map<string, string>();
+      const mark = (c: string | null, why: string) => {
+        if (c && !compared.has(c)) compared.set(c, why);
+      };
+      mark(info.keyColumn, 'the primary key (shares and child rows refer to it)');
+      mark(info.owner, 'the owner column (own, unit and subtree compare it)');
+      mark(info.unit, 'the unit column (unit and subtree compare it)');
+      mark(info.pool, 'the pool flag');
+      for (const g of info.grantable) mark(g, 'grantable (temporary grants filter on it)');
+      for (const r of rules)
+        for (const sc of r.scopes) {
+          if (sc.kind === 'parent') mark(sc.column, 'the foreign key of a parent scope');
+          if (sc.kind === 'assigned')
+            for (const m of sc.match)
+              mark(m.column, `compared by the assigned scope (${m.attribute})`);
+        }
+      const gated =
+        isRecord(t.changeApproval) && isRecord(t.changeApproval.columns)
+          ? new Set(Object.keys(t.changeApproval.columns))
+          : new Set<string>();
+      const seenEnc = new Set<string>();
+      for (const [column, spec, cp] of entries) {
+        if (
+          !v.identifier(column, 'Column name', cp) ||
+          !checkCol(column, cp, 'an encrypted column')
+        )
+          continue;
+        let deterministic = false;
+        if (spec === true) deterministic = false;
+        else if (isRecord(spec)) {
+          v.fields(spec, ['search'], cp);
+          if (spec.search === 'equality') deterministic = true;
+          else if (spec.search !== undefined && spec.search !== 'none') {
+            v.structure([...cp, 'search'], "'equality' (or 'none')", spec.search);
+            continue;
+          }
+        } else {
+          v.structure(cp, "true or { search: 'equality' }", spec);
+          continue;
+        }
+        const why = compared.get(column);
+        if (why) {
+          v.add(
+            'conflicting_rule',
+            cp,
+            `Column ${JSON.stringify(column)} of table ${JSON.stringify(key)} cannot be encrypted: it is ${why}, and the database can only compare its stored ciphertext.`,
+            'Encrypt another column, or stop using this one in the row rules.',
+          );
+          continue;
+        }
+        if (gated.has(column)) {
+          v.add(
+            'conflicting_rule',
+            cp,
+            `Column ${JSON.stringify(column)} of table ${JSON.stringify(key)} is encrypted and in changeApproval; a pending change would keep its new value in clear.`,
+            'Remove it from changeApproval (or do not encrypt it).',
+          );
+          continue;
+        }
+        const type = info.columns.find((c) => c.name === column)?.type ?? null;
+        if (type !== null && (!isTextType(type) || /\(\s*\d+\s*\)/.test(type))) {
+          v.add(
+            'invalid_structure',
+            cp,
+            `Column ${JSON.stringify(column)} of table ${JSON.stringify(key)} is ${type}; only text columns without a length limit can hold encrypted values (they are longer than the plaintext).`,
+            'Encrypt a text (or varchar) column, or change the column type to text.',
+          );
+          continue;
+        }
+        if (seenEnc.has(column)) continue;
+        seenEnc.add(column);
+        encrypted.push({ column, deterministic });
+      }
+      encrypted.sort((a, b) => cmp(a.column, b.column));
+    }
+    // encrypted columns are always sensitive: the audit log hashes their (ciphertext) values
+    sensitive = [...new Set([...sensitive, ...encrypted.map((e) => e.column)])].sort(cmp);
 
     // changeApproval: edits that wait for a second person
     let changeApproval: TableModel['changeApproval'] = null;
@@ -1626,6 +1724,7 @@ export async function validateModel(
       claims,
       recycleBin,
       sensitive,
+      encrypted,
       reveal,
       exports: exportRules,
       readCaps,

@@ -5,12 +5,14 @@
  * names the rule; the refusal itself is already recorded and alerted.
  *
  *   const phone = await reveal(sql, 'alice', 'customers', '42', 'id_number');
+ *   const { value, masked, notice } = await revealCell(sql, 'alice', 'customers', '42', 'id_number', { keys });
  *   const started = await startExport(sql, 'carol', { table: 'customers' });
  *   for await (const rows of exportBatches(sql, 'carol', started.export)) ...
  */
 import type postgres from 'postgres';
 import { PgwardenError } from '../errors.js';
-import { type PersonOptions, withPerson } from './with-person.js';
+import { setTransactionKeys } from './keys.js';
+import { type PersonOptions, transactionKeys, withPerson } from './with-person.js';
 
 interface Decision {
   ok: boolean;
@@ -38,21 +40,47 @@ function refused(d: Decision, what: string): PgwardenError {
   return err;
 }
 
-export async function reveal(
+/** What a reveal returns: the cell, or its mask when the session lacks the key, and why. */
+export interface RevealResult {
+  /** the cell in full; '****' when `masked` */
+  value: string | null;
+  /**
+   * true when the column is encrypted and the session supplied no key for this value: the
+   * reveal was allowed and recorded, but only the mask can be shown
+   */
+  masked: boolean;
+  /** why it is masked, from the database (names the column and the key id, never a key) */
+  notice?: string;
+}
+
+export interface RevealOptions extends PersonOptions {
+  /** called with the database's explanation when the value comes back masked (no key) */
+  onNotice?: (notice: string) => void;
+}
+
+/**
+ * Reveal one cell and say whether it could be decrypted. Refusals throw, as with reveal();
+ * a missing key does not: the result is the mask with `masked: true` and a `notice`.
+ *
+ *   const r = await revealCell(sql, 'alice', 'customers', '1', 'id_number', { keys: envKey() });
+ *   // { value: '110101199001011000', masked: false }, or without the key:
+ *   // { value: '****', masked: true, notice: 'crm.customers.id_number is encrypted and ...' }
+ */
+export async function revealCell(
   sql: postgres.Sql,
   person: string,
   table: string,
   key: string,
   column: string,
   options: PersonOptions = {},
-): Promise<string | null> {
+): Promise<RevealResult> {
   const [row] = await withPerson(
     sql,
     person,
     (tx) => tx`SELECT pgwarden.reveal(${table}, ${key}, ${column}) AS d`,
     options,
   );
-  const d = row?.d as Decision;
+  const d = row?.d as Decision & { masked?: boolean; notice?: string };
   if (!d?.ok) throw refused(d, `reveal of ${table} ${key} ${column}`);
   const [value] = await withPerson(
     sql,
@@ -60,7 +88,29 @@ export async function reveal(
     (tx) => tx`SELECT pgwarden.revealed(${d.reveal as number}) AS v`,
     options,
   );
-  return (value?.v as string | null) ?? null;
+  const v = (value?.v as string | null) ?? null;
+  return d.masked === true
+    ? { value: v, masked: true, ...(d.notice ? { notice: d.notice } : {}) }
+    : { value: v, masked: false };
+}
+
+/**
+ * Reveal one cell: its value, or, for an encrypted column whose key the session did not
+ * supply, the mask '****' (options.onNotice then gets the reason; revealCell returns it).
+ */
+export async function reveal(
+  sql: postgres.Sql,
+  person: string,
+  table: string,
+  key: string,
+  column: string,
+  options: RevealOptions = {},
+): Promise<string | null> {
+  const { onNotice, ...rest } = options;
+  const r = await revealCell(sql, person, table, key, column, rest);
+  if (r.masked && onNotice)
+    onNotice(r.notice ?? `${table}.${column} is encrypted and no key was supplied`);
+  return r.value;
 }
 
 export interface ExportRequest {
@@ -105,10 +155,16 @@ export async function* exportBatches(
   exportId: number,
   options: PersonOptions & { batch?: number } = {},
 ): AsyncGenerator<Record<string, unknown>[]> {
+  const keys = await transactionKeys(options);
   const reserved = await sql.reserve();
   try {
     await reserved`BEGIN`;
     await reserved`SELECT pg_catalog.set_config('role', ${(options.rolePrefix ?? '') + person}, true)`;
+    if (keys)
+      await setTransactionKeys(
+        (v) => reserved`SELECT pg_catalog.set_config('pgwarden.keys', ${v}, true)`,
+        keys,
+      );
     for await (const rows of reserved`SELECT r FROM pgwarden.export_rows(${exportId}) AS r`.cursor(
       options.batch ?? 1000,
     )) {

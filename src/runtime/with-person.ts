@@ -11,12 +11,30 @@
  *
  *   await withPerson(sql, 'alice', (tx) => tx`SELECT id, phone FROM crm_api.customers`);
  *   -- BEGIN; SELECT set_config('role', 'alice', true); SELECT ...; COMMIT;
+ *
+ * With `{ keys }` (encrypted columns), the transaction also gets the keys, right after the role:
+ *   -- SELECT set_config('pgwarden.keys', $1, true)   ($1: the keys, comma-separated)
+ * RESET ALL in SESSION_CLEANUP clears them again before COMMIT.
  */
 import type postgres from 'postgres';
+import { type KeySpec, resolveKeys, setTransactionKeys } from './keys.js';
 
 export interface PersonOptions {
   /** prefix of person role names (the role_prefix the model was applied with) */
   rolePrefix?: string;
+  /**
+   * Encryption keys for this transaction only (encrypted columns, see docs/encryption.md):
+   * envKey(), fileKey(path), kmsKey(fn), 'env:NAME', 'file:PATH', a 64-hex key, or a list
+   * (new key first). Sent as `set_config('pgwarden.keys', $1, true)`, a bind parameter; an
+   * empty list means no key in this transaction even if the connection has one. Omitted: the
+   * connection's own keys (a startup parameter, see keyConnectionOptions), if any.
+   */
+  keys?: KeySpec;
+}
+
+/** The keys of `options`, resolved before the transaction begins (undefined: not given). */
+export async function transactionKeys(options: PersonOptions): Promise<string[] | undefined> {
+  return options.keys === undefined ? undefined : await resolveKeys(options.keys);
 }
 
 /**
@@ -37,8 +55,14 @@ export async function withPerson<T>(
 ): Promise<T> {
   if (!person) throw new TypeError('withPerson: a person name is required');
   const role = (options.rolePrefix ?? '') + person;
+  const keys = await transactionKeys(options);
   return (await sql.begin(async (tx) => {
     await tx`SELECT pg_catalog.set_config('role', ${role}, true)`;
+    if (keys)
+      await setTransactionKeys(
+        (v) => tx`SELECT pg_catalog.set_config('pgwarden.keys', ${v}, true)`,
+        keys,
+      );
     const result = await fn(tx);
     await tx.unsafe(SESSION_CLEANUP).simple();
     return result;

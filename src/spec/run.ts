@@ -13,7 +13,7 @@
  */
 import type postgres from 'postgres';
 import { PgwardenError } from '../errors.js';
-import { ident, int, join, qualified, type Sql, sql } from '../sql/fragment.js';
+import { ident, int, join, literal, qualified, type Sql, sql } from '../sql/fragment.js';
 import type {
   Expectation,
   OutcomeExpectation,
@@ -38,7 +38,13 @@ interface SpecTable {
   columns: string[];
   key: string;
   /** the base table, for comparing cells with stored values (from pgwarden.tables) */
-  base?: { schema: string; table: string; key: string };
+  base?: {
+    schema: string;
+    table: string;
+    key: string;
+    /** encrypted columns -> associated data (pgwarden.encrypted_columns): stored values are decrypted */
+    encrypted?: Record<string, string>;
+  };
 }
 
 export interface ContextOptions {
@@ -106,13 +112,33 @@ export async function readSpecContext(
         >`SELECT name, schema_name, table_name, key_column FROM pgwarden.tables`,
     )) ?? [];
   const bases = new Map(baseRows.map((r) => [r.name, r]));
+  // encrypted columns (sql/015): their stored values are compared decrypted
+  const encRows =
+    (await tryRows(
+      () =>
+        db<
+          { table_name: string; column_name: string; associated_data: string }[]
+        >`SELECT table_name, column_name, associated_data FROM pgwarden.encrypted_columns`,
+    )) ?? [];
   const tables: Record<string, SpecTable> = {};
   for (const v of views) {
     const b = bases.get(v.name);
+    const encrypted = Object.fromEntries(
+      encRows.filter((e) => e.table_name === v.name).map((e) => [e.column_name, e.associated_data]),
+    );
     tables[v.name] = {
       columns: v.columns,
       key: b?.key_column ?? 'id',
-      ...(b ? { base: { schema: b.schema_name, table: b.table_name, key: b.key_column } } : {}),
+      ...(b
+        ? {
+            base: {
+              schema: b.schema_name,
+              table: b.table_name,
+              key: b.key_column,
+              ...(Object.keys(encrypted).length > 0 ? { encrypted } : {}),
+            },
+          }
+        : {}),
     };
   }
 
@@ -328,11 +354,17 @@ async function perform(
         await sp.savepoint(async (inner) => {
           const rows = await query(
             inner,
-            sql`SELECT ${cellList(s.cells.map((c) => c.column))} FROM ${qualified(base.schema, base.table)} WHERE ${ident(base.key)} = $1`,
+            sql`SELECT ${cellList(
+              s.cells.map((c) => c.column),
+              base.encrypted,
+            )} FROM ${qualified(base.schema, base.table)} WHERE ${ident(base.key)} = $1`,
             [s.key],
           );
           stored = rows[0] ? cellValues(rows[0], s.cells.length) : null;
           if (!rows[0]) storedError = `${base.schema}.${base.table} has no row ${s.key}`;
+          const locked = s.cells.filter((_, i) => rows[0]?.[`k${i}`] === true).map((c) => c.column);
+          if (locked.length > 0)
+            storedError = `${locked.join(', ')} of ${base.schema}.${base.table} ${s.key} is encrypted and this connection supplied no key for it; give the key with --key or PGWARDEN_KEY`;
         });
       } catch (err) {
         const d = dbError(err);
@@ -434,9 +466,18 @@ async function perform(
   }
 }
 
-function cellList(columns: string[]): Sql {
+/**
+ * `encrypted` (column -> associated data): those columns are read decrypted, with a flag
+ * k<i> that is true when the stored value is encrypted under a key the session did not supply.
+ */
+function cellList(columns: string[], encrypted?: Record<string, string>): Sql {
   return join(
-    columns.map((c, i) => sql`${ident(c)}::text AS ${ident(`c${i}`)}`),
+    columns.map((c, i) => {
+      const ad = encrypted?.[c];
+      if (ad === undefined) return sql`${ident(c)}::text AS ${ident(`c${i}`)}`;
+      const dec = sql`pgwarden.decrypt_value(${ident(c)}::text, ${literal(ad)})`;
+      return sql`${dec} AS ${ident(`c${i}`)}, (${ident(c)} IS NOT NULL AND ${dec} IS NULL) AS ${ident(`k${i}`)}`;
+    }),
     ', ',
   );
 }

@@ -2,6 +2,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { TEST_KEY } from './keys.js';
 
 const run = promisify(execFile);
 export const BIN = join(import.meta.dirname, '..', '..', 'bin', 'pgwarden.js');
@@ -12,13 +13,22 @@ export interface CliResult {
   stderr: string;
 }
 
-/** `unset`: environment variables the command must not see (e.g. DATABASE_URL). */
+/**
+ * `unset`: environment variables the command must not see (e.g. DATABASE_URL). The command gets
+ * the test encryption key in PGWARDEN_KEY (test/helpers/keys.ts) unless `env` sets it or `unset`
+ * lists it.
+ */
 export async function cli(
   args: string[],
   env: Record<string, string> = {},
   options: { cwd?: string; unset?: readonly string[] } = {},
 ): Promise<CliResult> {
-  const full: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', ...env };
+  const full: Record<string, string | undefined> = {
+    ...process.env,
+    NO_COLOR: '1',
+    PGWARDEN_KEY: TEST_KEY,
+    ...env,
+  };
   for (const k of options.unset ?? []) delete full[k];
   try {
     const r = await run(process.execPath, [BIN, ...args], {

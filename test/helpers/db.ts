@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { inject } from 'vitest';
 import { quoteIdent, quoteLiteral } from '../../src/sql/quote.js';
+import { keyConnection } from './keys.js';
 
 export interface TestDb {
   /** Superuser URL of the new database. */
@@ -44,7 +45,11 @@ function adminConnection(adminUrl: string): postgres.Sql {
   return postgres(adminUrl, { max: 1, onnotice: () => {} });
 }
 
-export async function createTestDatabase(): Promise<TestDb> {
+/**
+ * `keys`: the encryption keys `sql` supplies (startup parameter `pgwarden.keys`); default
+ * TEST_KEY (test/helpers/keys.ts), `null` for none.
+ */
+export async function createTestDatabase(options: { keys?: string | null } = {}): Promise<TestDb> {
   const adminUrl = inject('adminUrl');
   const name = `pgw_${randomSuffix()}`;
   const prefix = `${name}_`;
@@ -57,7 +62,7 @@ export async function createTestDatabase(): Promise<TestDb> {
   }
 
   const url = urlFor(adminUrl, { database: name });
-  const sql = postgres(url, { max: 4, onnotice: () => {} });
+  const sql = postgres(url, { max: 4, onnotice: () => {}, ...keyConnection(options.keys) });
 
   let cleaned = false;
   const cleanup = async (): Promise<void> => {
@@ -100,12 +105,17 @@ export async function createTestDatabase(): Promise<TestDb> {
 
 /**
  * A connection as the application's login role (`${prefix}crm_app` by default): gives the role
- * a password and logs in with it, as the application would.
+ * a password and logs in with it, as the application would. It supplies the test encryption key
+ * (startup parameter `pgwarden.keys`) unless `keys` says otherwise (`null`: no key).
  */
 export async function loginAs(
   t: TestDb,
   role = 'crm_app',
-  options: { max?: number } = {},
+  options: {
+    max?: number;
+    keys?: string | null;
+    onnotice?: (n: postgres.Notice) => void;
+  } = {},
 ): Promise<postgres.Sql> {
   const name = `${t.prefix}${role}`;
   const password = `pw-${randomSuffix(12)}`;
@@ -113,6 +123,7 @@ export async function loginAs(
   return postgres(urlFor(t.url, { user: name }), {
     password,
     max: options.max ?? 2,
-    onnotice: () => {},
+    onnotice: options.onnotice ?? (() => {}),
+    ...keyConnection(options.keys),
   });
 }

@@ -12,6 +12,7 @@ import { setupCrm } from '../../examples/crm/setup.js';
 import { withPerson } from '../../src/runtime/with-person.js';
 import { quoteIdent, quoteLiteral } from '../../src/sql/quote.js';
 import { createTestDatabase, type TestDb, urlFor } from '../helpers/db.js';
+import { keyConnection } from '../helpers/keys.js';
 
 export interface Crm {
   t: TestDb;
@@ -23,10 +24,13 @@ export interface Crm {
   as<T>(person: string, fn: (tx: postgres.TransactionSql) => Promise<T>): Promise<T>;
   /** the role name of a person */
   role(person: string): string;
-  /** a new connection logging in as `role` (without prefix), after giving it LOGIN + password */
+  /**
+   * a new connection logging in as `role` (without prefix), after giving it LOGIN + password; it
+   * supplies the test encryption key (startup parameter pgwarden.keys) unless `keys: null`
+   */
   login(
     role: string,
-    options?: { max?: number },
+    options?: { max?: number; keys?: string | null },
   ): Promise<postgres.Sql & { notices: postgres.Notice[] }>;
   /** md5 of every row of every table an attacker could target, of roles, grants and objects */
   fingerprint(): Promise<Record<string, string>>;
@@ -52,6 +56,7 @@ export async function crm(): Promise<Crm> {
       password,
       max: options.max ?? 1,
       onnotice: (n) => notices.push(n),
+      ...keyConnection(options.keys),
     });
     opened.push(sql);
     return Object.assign(sql, { notices });
