@@ -1,8 +1,9 @@
 import { createInterface } from 'node:readline/promises';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { apply } from '../../src/apply/index.js';
-import { compile } from '../../src/compile/index.js';
+import { compile, TARGETS, type Target } from '../../src/compile/index.js';
 import { PgwardenError } from '../../src/errors.js';
+import { resolveTarget } from '../../src/introspect/target.js';
 import { stepsNeedingPermission } from '../../src/plan/index.js';
 import { connect, databaseUrl, findModelFile, loadValidModel } from '../context.js';
 import { c, formatPlan } from '../output.js';
@@ -14,6 +15,12 @@ export function register(program: Command): void {
     .option('-m, --model <file>', 'model file (.ts, .yaml, .json)')
     .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
     .option('--role-prefix <prefix>', 'prefix for every role pgwarden creates', '')
+    .addOption(
+      new Option(
+        '--target <target>',
+        'postgres or citus (docs/distributed.md); default: the target the database was applied with, else postgres',
+      ).choices(TARGETS),
+    )
     .option('-y, --yes', 'apply without asking (needed when not on a terminal)')
     .option(
       '--lock-timeout <duration>',
@@ -46,6 +53,7 @@ Example:
         model?: string;
         url?: string;
         rolePrefix: string;
+        target?: Target;
         yes?: boolean;
         lockTimeout: string;
         sql?: boolean;
@@ -63,7 +71,8 @@ Example:
               'Review `pgwarden plan`, then run apply with --yes.',
             );
           }
-          const result = await apply(db, compile(model, { rolePrefix: opts.rolePrefix }), {
+          const target = await resolveTarget(db, opts.target);
+          const result = await apply(db, compile(model, { rolePrefix: opts.rolePrefix, target }), {
             modelName: model.name,
             modelHash: hash,
             lockTimeout: opts.lockTimeout,
@@ -103,6 +112,17 @@ Example:
           else
             process.stdout.write(
               `${c.green('Applied')} ${result.plan.steps.length} steps in one transaction.\n`,
+            );
+          // new audit tables and functions are local until the DBA's step distributes them
+          if (
+            result.applied &&
+            target === 'citus' &&
+            result.plan.steps.some(
+              (s) => s.action === 'create' && (s.kind === 'catalog' || s.kind === 'function'),
+            )
+          )
+            process.stdout.write(
+              'Target citus: this apply created tables or functions. Distribute them before anything writes: `pgwarden generate --target citus --out DIR`, then run DIR/citus/2_after_apply.sql on the coordinator (docs/distributed.md).\n',
             );
         } finally {
           await db.end();

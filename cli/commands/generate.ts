@@ -1,13 +1,22 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { CatalogObject } from '../../src/catalog/objects.js';
-import { compile } from '../../src/compile/index.js';
+import { citusDistribution } from '../../src/compile/citus.js';
+import { compile, TARGETS, type Target } from '../../src/compile/index.js';
 import { type DrizzleResult, drizzleMigration } from '../../src/generate/drizzle.js';
 import { generate } from '../../src/generate/index.js';
 import { findModelFile, loadValidModel } from '../context.js';
 import { c } from '../output.js';
+
+interface GenerateOptions {
+  model?: string;
+  out: string;
+  drizzle?: string;
+  rolePrefix: string;
+  target: Target;
+}
 
 export function register(program: Command): void {
   program
@@ -20,13 +29,21 @@ export function register(program: Command): void {
       'instead: add the SQL as a custom migration to this drizzle-kit migrations folder (drizzle.config `out`)',
     )
     .option('--role-prefix <prefix>', 'prefix for every role pgwarden creates', '')
+    .addOption(
+      new Option(
+        '--target <target>',
+        'postgres, or citus: policies without subqueries, no masking views, co-located audit (docs/distributed.md); also writes the Citus distribution steps to <out>/citus/',
+      )
+        .choices(TARGETS)
+        .default('postgres'),
+    )
     .addHelpText(
       'after',
-      '\nExample:\n  $ pgwarden generate --model examples/crm/model.ts --out migrations/pgwarden\n  $ cat migrations/pgwarden/*.sql | psql --single-transaction -v ON_ERROR_STOP=1 "$DATABASE_URL"\n  $ pgwarden generate --model examples/crm/model.ts --drizzle drizzle && npx drizzle-kit migrate\n',
+      '\nExample:\n  $ pgwarden generate --model examples/crm/model.ts --out migrations/pgwarden\n  $ cat migrations/pgwarden/*.sql | psql --single-transaction -v ON_ERROR_STOP=1 "$DATABASE_URL"\n  $ pgwarden generate --model examples/crm/model.ts --drizzle drizzle && npx drizzle-kit migrate\n  $ pgwarden generate --model examples/crm/model.ts --target citus --out citus-sql   # see docs/distributed.md\n',
     )
-    .action(async (opts: { model?: string; out: string; drizzle?: string; rolePrefix: string }) => {
+    .action(async (opts: GenerateOptions) => {
       const { model, hash } = await loadValidModel(findModelFile(opts.model));
-      const objects = compile(model, { rolePrefix: opts.rolePrefix });
+      const objects = compile(model, { rolePrefix: opts.rolePrefix, target: opts.target });
       const meta = { modelName: model.name, modelHash: hash };
       if (opts.drizzle !== undefined) {
         const r = await writeDrizzleMigration(opts.drizzle, objects, meta);
@@ -35,6 +52,10 @@ export function register(program: Command): void {
             ? `No changes: the model matches ${join(opts.drizzle, `${r.tag}.sql`)}; no migration added.\n`
             : `${c.green('wrote')} drizzle-kit migration ${join(opts.drizzle, `${r.tag}.sql`)} (journal entry ${r.idx}${r.removed.length ? `; drops ${r.removed.length} object(s) no longer in the model` : ''}); apply it with drizzle-kit migrate\n`,
         );
+        if (opts.target === 'citus')
+          process.stdout.write(
+            'The Citus distribution steps are not part of the migration: `pgwarden generate --target citus --out DIR` writes them to DIR/citus/ (docs/distributed.md).\n',
+          );
         return;
       }
       const files = generate(objects, meta);
@@ -46,6 +67,15 @@ export function register(program: Command): void {
       process.stdout.write(
         `${c.green('wrote')} ${files.length} files to ${opts.out}/ (${files.map((f) => f.name).join(', ')})\n`,
       );
+      if (opts.target === 'citus') {
+        // the DBA's distribution steps: in a folder of their own, so `cat *.sql` leaves them out
+        const steps = citusDistribution(model);
+        await mkdir(join(opts.out, 'citus'), { recursive: true });
+        for (const f of steps) await writeFile(join(opts.out, 'citus', f.name), f.content);
+        process.stdout.write(
+          `${c.green('wrote')} the Citus distribution steps to ${join(opts.out, 'citus')}/ (${steps.map((f) => f.name).join(', ')}): run 1 before the SQL above and 2 after it, on the coordinator (docs/distributed.md)\n`,
+        );
+      }
     });
 }
 

@@ -1,6 +1,7 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { planAgainst } from '../../src/apply/index.js';
-import { compile } from '../../src/compile/index.js';
+import { compile, TARGETS, type Target } from '../../src/compile/index.js';
+import { resolveTarget } from '../../src/introspect/target.js';
 import { connect, databaseUrl, ExitError, findModelFile, loadValidModel } from '../context.js';
 import { EXIT, formatPlan } from '../output.js';
 
@@ -11,6 +12,12 @@ export function register(program: Command): void {
     .option('-m, --model <file>', 'model file (.ts, .yaml, .json)')
     .option('-u, --url <url>', 'database URL (default: $DATABASE_URL)')
     .option('--role-prefix <prefix>', 'prefix for every role pgwarden creates', '')
+    .addOption(
+      new Option(
+        '--target <target>',
+        'postgres or citus (docs/distributed.md); default: the target the database was applied with, else postgres',
+      ).choices(TARGETS),
+    )
     .option('--json', 'print the plan as JSON')
     .option('--sql', 'print the SQL of every step')
     .option('--exit-code', 'exit 2 when there are changes, 0 when none')
@@ -23,6 +30,7 @@ export function register(program: Command): void {
         model?: string;
         url?: string;
         rolePrefix: string;
+        target?: Target;
         json?: boolean;
         sql?: boolean;
         exitCode?: boolean;
@@ -30,7 +38,11 @@ export function register(program: Command): void {
         const db = connect(databaseUrl(opts.url));
         try {
           const { model } = await loadValidModel(findModelFile(opts.model), db);
-          const plan = await planAgainst(db, compile(model, { rolePrefix: opts.rolePrefix }));
+          const target = await resolveTarget(db, opts.target);
+          const plan = await planAgainst(
+            db,
+            compile(model, { rolePrefix: opts.rolePrefix, target }),
+          );
           if (opts.json) {
             const steps = plan.steps.map(({ object: _o, ...s }) => s);
             process.stdout.write(
