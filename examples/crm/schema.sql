@@ -49,6 +49,7 @@ ALTER TABLE "crm"."deals" ADD CONSTRAINT "deals_customer_id_customers_id_fk" FOR
 CREATE INDEX "contacts_customer_idx" ON "crm"."contacts" USING btree ("customer_id");--> statement-breakpoint
 CREATE INDEX "contracts_customer_idx" ON "crm"."contracts" USING btree ("customer_id");--> statement-breakpoint
 CREATE INDEX "customers_owner_idx" ON "crm"."customers" USING btree ("owner");--> statement-breakpoint
+CREATE INDEX "customers_in_pool_idx" ON "crm"."customers" USING btree ("in_pool");--> statement-breakpoint
 CREATE INDEX "customers_region_status_idx" ON "crm"."customers" USING btree ("region","status");--> statement-breakpoint
 CREATE INDEX "deals_customer_idx" ON "crm"."deals" USING btree ("customer_id");--> statement-breakpoint
 CREATE INDEX "deals_owner_idx" ON "crm"."deals" USING btree ("owner");

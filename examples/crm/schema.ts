@@ -35,6 +35,7 @@ export const customers = crm.table(
   },
   (t) => [
     index('customers_owner_idx').on(t.owner),
+    index('customers_in_pool_idx').on(t.in_pool),
     index('customers_region_status_idx').on(t.region, t.status),
   ],
 );

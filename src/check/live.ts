@@ -42,7 +42,12 @@ function hasOption(options: readonly string[], name: string): boolean {
   });
 }
 
-/** The columns the row rules of `table` filter on: own/unit/subtree, pool, parent keys (not filters, not grants). */
+/**
+ * The columns the row rules of `table` read through an index (src/compile/predicates.ts,
+ * indexArm): own/unit/subtree, pool, parent keys, and the key (shares, and the gate of the
+ * scopes checked per row). Filters, grants and assignments are checked per row, only for the
+ * people they apply to: their columns need no index.
+ */
 export function scopeColumns(model: Model, table: TableModel): Map<string, string> {
   const out = new Map<string, string>();
   const add = (t: TableModel, col: string | null, why: string) => {
@@ -62,6 +67,8 @@ export function scopeColumns(model: Model, table: TableModel): Map<string, strin
           const parent = model.tables.find((p) => p.name === s.table);
           if (parent) for (const r of s.via ?? []) relation(parent, r);
         } else relation(t, s.kind);
+        if (['shared', 'filter', 'all', 'granted', 'assigned'].includes(s.kind))
+          add(t, t.key, s.kind === 'shared' ? 'shared' : `key, the gate of ${s.kind}`);
       }
     }
   }
@@ -438,19 +445,23 @@ export function checkLive(model: Model, facts: LintFacts, options: CompileOption
     const lt = live.get(`${prot}.${t.table}`);
     if (!lt) continue;
     for (const [column, why] of scopeColumns(model, t)) {
-      const indexed = facts.indexes.some(
+      const leading = facts.indexes.filter(
         (i) => i.schema === prot && i.table === t.table && i.valid && i.leadingColumn === column,
       );
-      if (indexed) continue;
-      const name = indexName(t.table, column);
+      if (leading.some((i) => i.defaultCollation)) continue;
+      // the policies compare text in the default collation (the helpers' results would be "C")
+      const collate = leading.length > 0 ? sql` COLLATE pg_catalog."default"` : sql``;
+      const name = leading.length > 0 ? null : indexName(t.table, column);
       const create = name
-        ? sql`CREATE INDEX ${ident(name)} ON ${qualified(prot, t.table)} (${ident(column)});`
-        : sql`CREATE INDEX ON ${qualified(prot, t.table)} (${ident(column)});`;
+        ? sql`CREATE INDEX ${ident(name)} ON ${qualified(prot, t.table)} (${ident(column)}${collate});`
+        : sql`CREATE INDEX ON ${qualified(prot, t.table)} (${ident(column)}${collate});`;
       out.push(
         finding(
           'unindexed_scope_column',
           `column ${q(prot, t.table)}.${quoteIdent(column)}`,
-          `The row rules filter ${t.name} on ${column} (scope ${why}), and no index leads with it: every statement of the people it applies to scans the table.`,
+          leading.length > 0
+            ? `The row rules filter ${t.name} on ${column} (scope ${why}) in the default collation, and the indexes leading with it (${leading.map((i) => i.name).join(', ')}) use another: every statement of the people it applies to scans the table.`
+            : `The row rules filter ${t.name} on ${column} (scope ${why}), and no index leads with it: every statement of the people it applies to scans the table.`,
           `${create.text} (CONCURRENTLY on a busy table)`,
         ),
       );

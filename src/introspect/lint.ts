@@ -107,6 +107,8 @@ export interface LiveIndex {
   name: string;
   /** the first key column, null for an expression */
   leadingColumn: string | null;
+  /** the first key column is indexed in the database's default collation (or is not text) */
+  defaultCollation: boolean;
   valid: boolean;
   partial: boolean;
 }
@@ -364,6 +366,7 @@ async function readFacts(db: Db, targets: LintTargets): Promise<LintFacts> {
   const indexes = await db<LiveIndex[]>`
     SELECT n.nspname AS schema, c.relname AS table, ic.relname AS name,
       (SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = i.indkey[0] AND i.indkey[0] > 0) AS "leadingColumn",
+      i.indcollation[0] IN (0, 100) AS "defaultCollation",
       i.indisvalid AS valid, i.indpred IS NOT NULL AS partial
     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
     JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
