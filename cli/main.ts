@@ -11,12 +11,13 @@ import { register as diffCmd } from './commands/diff.js';
 import { register as doctorCmd } from './commands/doctor.js';
 import { register as explain } from './commands/explain.js';
 import { register as generate } from './commands/generate.js';
+import { register as keys } from './commands/keys.js';
 import { register as plan } from './commands/plan.js';
 import { register as report } from './commands/report.js';
 import { register as review } from './commands/review.js';
 import { register as territories } from './commands/territories.js';
 import { register as testCmd } from './commands/test.js';
-import { ExitError } from './context.js';
+import { ExitError, setKeyRefs } from './context.js';
 import { c, EXIT } from './output.js';
 
 export function buildProgram(): Command {
@@ -26,8 +27,15 @@ export function buildProgram(): Command {
     )
     .version('0.1.0')
     .option('--debug', 'print stack traces')
+    .option(
+      '--key <ref>',
+      'encryption key(s) for encrypted columns: env:NAME, file:PATH or the 64-hex key (shell history!); repeat or comma-separate for several, new key first (default: $PGWARDEN_KEY)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .showHelpAfterError()
     .exitOverride();
+  // --key is global: every connection of the command gets the keys (cli/context.ts connect())
+  program.hook('preAction', (cmd) => setKeyRefs(cmd.opts().key as string[] | undefined));
   generate(program);
   plan(program);
   applyCmd(program);
@@ -40,6 +48,7 @@ export function buildProgram(): Command {
   audit(program);
   data(program);
   testCmd(program);
+  keys(program);
   explain(program);
   review(program);
   report(program);

@@ -622,7 +622,7 @@ describe('reveal, export, requests and alerts from the command line', () => {
       const u = ['--url', d.url];
       const as = (p: string) => ['--as', `${d.prefix}${p}`];
       const [c] =
-        await d.sql`SELECT id::int, id_number FROM crm.customers WHERE owner = 'alice' AND id_number IS NOT NULL ORDER BY id LIMIT 1`;
+        await d.sql`SELECT id::int, pgwarden.decrypt_value(id_number, 'crm.customers.id_number') AS id_number FROM crm.customers WHERE owner = 'alice' AND id_number IS NOT NULL ORDER BY id LIMIT 1`;
       const rv = await cli([
         'reveal',
         'customers',

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type postgres from 'postgres';
 import { apply } from '../../src/apply/index.js';
 import { canonicalJson, sha256 } from '../../src/catalog/fingerprint.js';
-import { compile } from '../../src/compile/index.js';
+import { compile, type Target } from '../../src/compile/index.js';
 import type { Model } from '../../src/model/types.js';
 import { validateModel } from '../../src/model/validate.js';
 import input from './model.js';
@@ -33,17 +33,24 @@ export interface SetupResult {
   seeded: boolean;
 }
 
-/** Idempotent: creates the tables if schema crm is missing, applies the model, seeds if nobody exists yet. */
+/**
+ * Idempotent: creates the tables if schema crm is missing, applies the model, seeds if nobody
+ * exists yet. customers.id_number is encrypted: the seed needs a key, from `options.keys` (64 hex,
+ * several comma-separated, the first one is registered) or from the connection's own
+ * `pgwarden.keys`; when no key is registered yet, the first one supplied becomes the active key
+ * (pgwarden.add_key()).
+ */
 export async function setupCrm(
   db: postgres.Sql,
-  options: { rolePrefix?: string } = {},
+  options: { rolePrefix?: string; keys?: string; target?: Target } = {},
 ): Promise<SetupResult> {
   const model = await crmModel();
   const [{ exists } = { exists: false }] = await db<
     { exists: boolean }[]
   >`SELECT to_regclass('crm.customers') IS NOT NULL AS exists`;
   if (!exists) await db.begin((tx) => tx.unsafe(readCrmFile('schema.sql')).simple());
-  await apply(db, compile(model, { rolePrefix: options.rolePrefix ?? '' }), {
+  const target = options.target ?? 'postgres';
+  await apply(db, compile(model, { rolePrefix: options.rolePrefix ?? '', target }), {
     modelName: model.name,
     modelHash: sha256(canonicalJson(model)),
   });
@@ -51,9 +58,17 @@ export async function setupCrm(
     { n: number }[]
   >`SELECT count(*)::int AS n FROM pgwarden.people`;
   let seeded = false;
-  if (n === 0) {
-    await db.begin((tx) => tx.unsafe(readCrmFile('seed.sql')).simple());
-    seeded = true;
-  }
+  await db.begin(async (tx) => {
+    if (options.keys)
+      await tx`SELECT pg_catalog.set_config('pgwarden.keys', ${options.keys}, true)`;
+    // the first key of the session becomes the active one, if there is none yet
+    await tx`SELECT pgwarden.add_key()
+             WHERE pg_catalog.cardinality(pgwarden.session_key_ids()) > 0
+               AND NOT EXISTS (SELECT FROM pgwarden.encryption_keys WHERE state = 'active')`;
+    if (n === 0) {
+      await tx.unsafe(readCrmFile('seed.sql')).simple();
+      seeded = true;
+    }
+  });
   return { model, tablesCreated: !exists, seeded };
 }

@@ -50,7 +50,9 @@ export interface CatalogRowObject {
     | 'export_rules'
     | 'read_caps'
     | 'attributes'
-    | 'change_rules';
+    | 'change_rules'
+    | 'encrypted_columns'
+    | 'row_checks';
   /** primary-key column and value */
   keyColumn: string;
   key: string;
@@ -124,6 +126,11 @@ export interface GrantObject {
   target: GrantTarget;
   privileges: readonly string[];
   grantee: string;
+  /**
+   * Column privileges on a table (the Citus target): exactly these columns, no table-level
+   * privilege. Absent: the privileges on the whole object.
+   */
+  columns?: readonly string[];
 }
 
 /** A row trigger; INSTEAD OF triggers make writes through a view go through checked functions. */
@@ -223,7 +230,7 @@ export function objectKey(o: CatalogObject): string {
     case 'trigger':
       return `trigger:${o.schema}.${o.table}:${o.name}`;
     case 'grant':
-      return `grant:${targetKey(o.target)}:${o.grantee}:${o.privileges.join(',')}`;
+      return `grant:${targetKey(o.target)}:${o.grantee}:${o.privileges.join(',')}${o.columns ? `(${o.columns.join(',')})` : ''}`;
     case 'revoke_public':
       return `revoke_public:${targetKey(o.target)}`;
   }
@@ -256,6 +263,8 @@ const CATALOG_ROW_RANK: { readonly [T in CatalogRowObject['table']]: number } = 
   read_caps: 0.3,
   attributes: 0.1,
   change_rules: 0.3,
+  encrypted_columns: 0.3,
+  row_checks: 0.3,
 };
 
 /** Creation order of an object: its kind's rank, refined for catalog rows. */
@@ -265,7 +274,11 @@ export function rank(o: CatalogObject): number {
 
 /** Deterministic order: by rank, then key. */
 export function sortObjects<T extends CatalogObject>(objects: readonly T[]): T[] {
-  return [...objects].sort((a, b) => rank(a) - rank(b) || cmp(objectKey(a), objectKey(b)));
+  // each object's rank and key once, not once per comparison
+  return objects
+    .map((o) => ({ o, rank: rank(o), key: objectKey(o) }))
+    .sort((a, b) => a.rank - b.rank || cmp(a.key, b.key))
+    .map((x) => x.o);
 }
 
 export function cmp(a: string, b: string): number {

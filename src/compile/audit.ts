@@ -9,10 +9,16 @@
  * {"col": {"old": v, "new": w}}; sensitive columns hold keyed hashes ("hmac:...") instead of
  * values. One INSERT statement per trigger call.
  */
-import type { CatalogObject, FunctionObject, TriggerObject } from '../catalog/objects.js';
+import type {
+  CatalogMigrationObject,
+  CatalogObject,
+  FunctionObject,
+  TriggerObject,
+} from '../catalog/objects.js';
 import type { Model, TableModel } from '../model/types.js';
 import { ident, join, literal, qualified, type Sql, sql, unsafeRaw } from '../sql/fragment.js';
-import type { RoleNames } from './index.js';
+import { typeName } from '../sql/render.js';
+import type { RoleNames, Target } from './index.js';
 
 export const AUDIT_SCHEMA = 'pgwarden_audit';
 
@@ -41,6 +47,9 @@ export const CATALOG_AUDITED: readonly { table: string; key: string; hashed?: st
   // approval-gated edits (sql/011)
   { table: 'change_rules', key: 'key' },
   { table: 'change_requests', key: 'id' },
+  // field encryption (sql/015): key ids (never keys) and the encrypted columns
+  { table: 'encryption_keys', key: 'key_id' },
+  { table: 'encrypted_columns', key: 'key' },
 ];
 
 export function auditFunctionName(table: TableModel): string {
@@ -70,7 +79,65 @@ function value(table: TableModel, alias: string, column: string): Sql {
   return sql`CASE WHEN ${c} IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(${stableText(c, type)}, 'UTF8')), 'hex'), 32) END`;
 }
 
-function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): FunctionObject {
+/**
+ * The Citus target's audit table of one protected table (docs/distributed.md): the columns of
+ * `records` plus `dist_key`, the table's key, by which it is distributed co-located with the
+ * table, so each row trigger writes to the shard next to the row's. Not partitioned, not chained.
+ */
+export function citusAuditTableName(table: TableModel): string {
+  const name = `changes_${table.name}`;
+  if (Buffer.byteLength(name, 'utf8') <= 63) return name;
+  return auditFunctionName(table).replace(/^changed_/, 'changes_');
+}
+
+function citusAuditTable(
+  model: Model,
+  table: TableModel,
+  roles: RoleNames,
+): CatalogMigrationObject {
+  const t = qualified(AUDIT_SCHEMA, citusAuditTableName(table)).text;
+  // a stable version per table (generated objects of kind catalog run once, like sql/ files)
+  let h = 0;
+  for (const ch of table.name) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
+  return {
+    kind: 'catalog',
+    version: 900000 + (h % 100000),
+    file: `citus audit table ${t}`,
+    owner: roles.auditOwner,
+    sql: `CREATE TABLE ${t} (
+  dist_key ${typeName(table.keyType).text} NOT NULL,
+  id bigserial NOT NULL,
+  recorded_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  kind text NOT NULL DEFAULT 'data' CHECK (kind = 'data'),
+  table_name text NOT NULL,
+  operation text NOT NULL,
+  row_key text,
+  changes jsonb,
+  person text,
+  actor name NOT NULL,
+  authenticator name NOT NULL,
+  txid xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+  statement_at timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+  detail jsonb
+);
+COMMENT ON TABLE ${t} IS ${literal(`Citus target: one record per row change of ${model.schemas.protected}.${table.table}, distributed by dist_key co-located with it. Append-only; not in the hash chain.`).text};
+REVOKE ALL ON TABLE ${t} FROM PUBLIC;
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON ${t} FOR EACH ROW EXECUTE FUNCTION pgwarden_audit.refuse_change();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION pgwarden_audit.refuse_change();
+ALTER TABLE ${t} ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE ${t} ENABLE ALWAYS TRIGGER append_only_truncate;`,
+  };
+}
+
+function tableAuditFunction(
+  model: Model,
+  table: TableModel,
+  roles: RoleNames,
+  target: Target = 'postgres',
+): FunctionObject {
+  // Citus: a row trigger (statement triggers fire once per shard there, and INSERT ... SELECT
+  // from a transition table into a distributed table fails) writing to the co-located table
+  const row = target === 'citus';
   const name = `${model.schemas.protected}.${table.table}`;
   const cols = table.columns.map((c) => c.name);
   const obj = (parts: Sql[]) =>
@@ -104,6 +171,17 @@ function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): 
   ) => {
     // an approved change (sql/011, 012): the requester's change, approved by the approver
     const approved = sql`${chg} IS NOT NULL AND ${keyExpr} = ${chg} ->> 'row_key'`;
+    if (row) {
+      const dist =
+        op === 'INSERT'
+          ? sql`n.${key}`
+          : op === 'DELETE'
+            ? sql`o.${key}`
+            : sql`COALESCE(n.${key}, o.${key})`;
+      return sql`INSERT INTO ${qualified(AUDIT_SCHEMA, citusAuditTableName(table))} (dist_key, table_name, operation, row_key, changes, person, actor, authenticator, detail)
+      SELECT ${dist}, ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, COALESCE(CASE WHEN ${approved} THEN ${chg} ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = ${actor} AND p.active)), ${actor}, session_user, CASE WHEN ${approved} THEN ${chg} - 'row_key' END
+      FROM ${from}`;
+    }
     return sql`INSERT INTO ${qualified(AUDIT_SCHEMA, 'records')} (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
       SELECT 'data', ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, COALESCE(CASE WHEN ${approved} THEN ${chg} ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = ${actor} AND p.active)), ${actor}, session_user, CASE WHEN ${approved} THEN ${chg} - 'row_key' END
       FROM ${from}`;
@@ -122,7 +200,26 @@ function tableAuditFunction(model: Model, table: TableModel, roles: RoleNames): 
   // One statement per trigger call (the person and the hash key are subqueries of it). A
   // large UPDATE is planned for its own size (dynamic SQL), so that its plan is never the one
   // cached for the single-row updates that follow in the same session.
-  const body = sql`
+  const rowBody = sql`
+DECLARE
+  actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
+                     ELSE pg_catalog.current_setting('role')::name END;
+  chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
+                    THEN pgwarden_audit.applying_change() END;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    ${insert('INSERT', sql`n.${key}::text`, inserted, unsafeRaw('(SELECT NEW.*) n'))};
+  ELSIF TG_OP = 'UPDATE' THEN
+    ${insert('UPDATE', updateKey, updated, unsafeRaw('(SELECT OLD.*) o, (SELECT NEW.*) n'))};
+  ELSE
+    ${insert('DELETE', sql`o.${key}::text`, deleted, unsafeRaw('(SELECT OLD.*) o'))};
+  END IF;
+  RETURN NULL;
+END
+`;
+  const body = row
+    ? rowBody
+    : sql`
 DECLARE
   actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
                      ELSE pg_catalog.current_setting('role')::name END;
@@ -199,17 +296,24 @@ function changeTriggers(
   ];
 }
 
-export function auditObjects(model: Model, roles: RoleNames): CatalogObject[] {
+export function auditObjects(
+  model: Model,
+  roles: RoleNames,
+  target: Target = 'postgres',
+): CatalogObject[] {
   const out: CatalogObject[] = [];
   for (const table of model.tables) {
-    const fn = tableAuditFunction(model, table, roles);
-    out.push(
-      fn,
-      ...changeTriggers(model.schemas.protected, table.table, {
-        schema: AUDIT_SCHEMA,
-        name: fn.name,
-      }),
-    );
+    const fn = tableAuditFunction(model, table, roles, target);
+    out.push(fn);
+    const triggers = changeTriggers(model.schemas.protected, table.table, {
+      schema: AUDIT_SCHEMA,
+      name: fn.name,
+    });
+    if (target === 'citus') {
+      out.push(citusAuditTable(model, table, roles));
+      // the same three triggers, per row: ({ transition, ...t } drops the transition tables)
+      for (const { transition: _t, ...t } of triggers) out.push({ ...t, level: 'row' });
+    } else out.push(...triggers);
     out.push({
       kind: 'trigger',
       schema: model.schemas.protected,

@@ -15,6 +15,15 @@ import { ident, join, literal, qualified, type Sql, sql, unsafeRaw } from '../sq
 import { typeName } from '../sql/render.js';
 import { AUDIT_SCHEMA, auditObjects } from './audit.js';
 import { loadCatalogMigrations } from './catalog-sql.js';
+import { citusTarget } from './citus.js';
+import {
+  decrypted,
+  encryptionGrants,
+  encryptionObjects,
+  isEncrypted,
+  shownFull,
+  shownMasked,
+} from './encryption.js';
 import {
   CURRENT_USER,
   col,
@@ -24,6 +33,7 @@ import {
   type PredicateContext,
   parentKeysFunction,
   relationPredicate,
+  rowChecks,
   scopePredicate,
 } from './predicates.js';
 import { approverCheckFunction, childTables, whenLabel, writeObjects } from './writes.js';
@@ -31,7 +41,12 @@ import { approverCheckFunction, childTables, whenLabel, writeObjects } from './w
 export interface CompileOptions {
   /** prepended to every role name pgwarden creates (tests use one per database) */
   rolePrefix?: string;
+  /** what the SQL is for: PostgreSQL (default), or a Citus cluster (docs/distributed.md) */
+  target?: Target;
 }
+
+export const TARGETS = ['postgres', 'citus'] as const;
+export type Target = (typeof TARGETS)[number];
 
 export interface RoleNames {
   authenticator: string;
@@ -59,6 +74,8 @@ export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
   { name: 'caller', args: [] },
   { name: 'person_name', args: ['name'] },
   { name: 'has_job', args: ['name', 'text'] },
+  { name: 'has_any_job', args: ['name', 'text[]'] },
+  { name: 'row_checked', args: ['name', 'text', 'text'] },
   { name: 'my_units', args: ['name'] },
   { name: 'subtree_units', args: ['name'] },
   { name: 'unit_people', args: ['name'] },
@@ -138,6 +155,8 @@ export const VIEW_OWNER_FUNCTIONS: readonly { name: string; args: string[] }[] =
       'caller',
       'person_name',
       'has_job',
+      'has_any_job',
+      'row_checked',
       'my_units',
       'subtree_units',
       'unit_people',
@@ -352,7 +371,8 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
   for (const v of ['log', 'data_changes', 'permission_changes']) {
     out.push(grant({ kind: 'table', schema: AUDIT_SCHEMA, name: v }, ['SELECT'], roles.people));
   }
-  out.push(...auditObjects(model, roles));
+  out.push(...auditObjects(model, roles, options.target));
+  out.push(...encryptionGrants(model, roles));
   // offboarding ends the person's direct sessions
   out.push({
     kind: 'membership',
@@ -418,8 +438,27 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       out.push(grant({ kind: 'table', schema: exposed, name: table.name }, priv, roles.people));
     }
     for (const c of commands) out.push(policy(model, table, c, roles));
+    // who has scopes checked row by row (the policies' row_checked(), src/compile/predicates.ts)
+    for (const c of commands) {
+      const rc = rowChecks(table, c);
+      if (!rc) continue;
+      out.push({
+        kind: 'catalog_row',
+        table: 'row_checks',
+        keyColumn: 'key',
+        key: `${table.name}:${c}`,
+        values: {
+          table_name: table.name,
+          command: c,
+          jobs: rc.jobs,
+          grants: rc.grants,
+          assigned: { json: JSON.stringify(rc.assigned) },
+        },
+      });
+    }
     out.push(view(model, table, roles));
     out.push(...writeObjects(model, table, roles));
+    out.push(...encryptionObjects(model, table, roles));
     const approves = approverCheckFunction(model, table, roles);
     if (approves && table.changeApproval) {
       out.push(approves);
@@ -523,7 +562,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
       ),
     );
   }
-  return sortObjects(out);
+  return sortObjects(options.target === 'citus' ? citusTarget(out, model, roles) : out);
 }
 
 function grant(target: GrantObject['target'], privileges: string[], grantee: string): GrantObject {
@@ -553,23 +592,39 @@ function policy(model: Model, table: TableModel, command: Command, roles: RoleNa
 
 function levelExpr(model: Model, table: TableModel, cell: Cell, level: Level): Sql {
   const c = col(table, cell.column);
+  // encrypted columns: decrypted (and masked) inside the view only (src/compile/encryption.ts)
+  const enc = isEncrypted(table, cell.column);
   switch (level.kind) {
     case 'full':
-      return c;
+      return enc ? shownFull(model, table, cell.column) : c;
     case 'hidden':
       return unsafeRaw('NULL');
     case 'mask': {
       const mask = model.masks.find((m) => m.name === level.mask);
       if (mask?.name === 'null') return unsafeRaw('NULL');
-      return sql`${qualified('pgwarden', maskFunctionName(level.mask, mask?.builtin ?? true))}(${c})`;
+      const fn = qualified('pgwarden', maskFunctionName(level.mask, mask?.builtin ?? true));
+      if (enc)
+        return shownMasked(
+          model,
+          table,
+          cell.column,
+          sql`${fn}(${decrypted(model, table, cell.column)})`,
+        );
+      return sql`${fn}(${c})`;
     }
   }
 }
 
 function cellExpr(model: Model, table: TableModel, cell: Cell): Sql {
-  const ctx: PredicateContext = { model, table, person: CURRENT_USER, access: 'select' };
+  const ctx: PredicateContext = {
+    model,
+    table,
+    person: CURRENT_USER,
+    access: 'select',
+    cell: true,
+  };
   const all = [...cell.cases.map((c) => c.level), cell.otherwise];
-  if (all.every((l) => l.kind === 'full')) return col(table, cell.column);
+  if (all.every((l) => l.kind === 'full')) return levelExpr(model, table, cell, { kind: 'full' });
   const whens = cell.cases.map((c) => {
     const cond =
       c.when.kind === 'job'
@@ -594,7 +649,11 @@ function cellExpr(model: Model, table: TableModel, cell: Cell): Sql {
 function view(model: Model, table: TableModel, roles: RoleNames): ViewObject {
   const columns = table.columns.map((c) => {
     const cell = table.cells.find((x) => x.column === c.name);
-    const expr = cell ? cellExpr(model, table, cell) : col(table, c.name);
+    const expr = cell
+      ? cellExpr(model, table, cell)
+      : isEncrypted(table, c.name)
+        ? shownFull(model, table, c.name)
+        : col(table, c.name);
     return sql`${expr} AS ${ident(c.name)}`;
   });
   // a capped person's statement may read at most N rows (the count runs only for them)

@@ -33,14 +33,14 @@ import {
 } from './predicates.js';
 
 /** A RAISE placeholder in `msg` templates. */
-const P: unique symbol = Symbol('raise placeholder');
+export const P: unique symbol = Symbol('raise placeholder');
 
 /**
  * A RAISE format string: `${P}` is a placeholder, everything else (names from the model) is
  * escaped, since `%` starts a placeholder.
  *   msg`${P} may not change column "${name}"`  ->  '% may not change column "a%%b"'
  */
-function msg(strings: TemplateStringsArray, ...vals: (typeof P | string)[]): Sql {
+export function msg(strings: TemplateStringsArray, ...vals: (typeof P | string)[]): Sql {
   const esc = (t: string) => t.replaceAll('%', '%%');
   let out = esc(strings[0] ?? '');
   vals.forEach((v, i) => {
@@ -60,10 +60,10 @@ export function whenLabel(w: CellWhen): string {
   }
 }
 
-function whenPredicate(ctx: PredicateContext, w: CellWhen): Sql {
+export function whenPredicate(ctx: PredicateContext, w: CellWhen): Sql {
   switch (w.kind) {
     case 'job':
-      return hasJob(ctx.person, w.job);
+      return hasJob(ctx.person, w.job, ctx.inline);
     case 'parent':
       return scopePredicate(ctx, {
         kind: 'parent',

@@ -3,7 +3,7 @@
  * whether it exists as recorded. Only this module and apply/ touch the database.
  */
 import type postgres from 'postgres';
-import { fingerprint } from '../catalog/fingerprint.js';
+import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
 import type {
   CatalogObject,
   GrantObject,
@@ -22,6 +22,8 @@ export interface RegistryEntry {
   kind: string;
   fingerprint: string;
   object: CatalogObject;
+  /** the object as stored: canonicalJson of the object when it was applied */
+  definition: string;
 }
 
 export interface LiveState {
@@ -71,34 +73,82 @@ async function query<T extends object>(db: Db, text: Sql): Promise<T[]> {
   return (await db.unsafe(text.text)) as unknown as T[];
 }
 
-function aclHas(aclExpr: Sql, grantee: string, privileges: readonly string[]): Sql {
+function aclHas(aclExpr: Sql, grantee: Sql, privileges: readonly string[]): Sql {
   return sql`(SELECT count(DISTINCT a.privilege_type) FROM pg_catalog.aclexplode(${aclExpr}) a
     JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-    WHERE r.rolname = ${literal(grantee)} AND a.privilege_type = ANY (${textArray(privileges)})) = ${unsafeRaw(String(privileges.length))}`;
+    WHERE r.rolname = ${grantee} AND a.privilege_type = ANY (${textArray(privileges)})) = ${unsafeRaw(String(privileges.length))}`;
 }
 
-function targetAcl(t: GrantTarget): { acl: Sql; from: Sql } {
-  switch (t.kind) {
+/** The names a grant target is found by (`signature` for to_regprocedure; '' where unused). */
+function targetNames(t: GrantTarget): { schema: string; name: string; signature: string } {
+  return t.kind === 'function'
+    ? {
+        schema: t.schema,
+        name: t.name,
+        signature: `${quoteIdent(t.schema)}.${quoteIdent(t.name)}(${t.args.join(', ')})`,
+      }
+    : { schema: t.kind === 'table' ? t.schema : '', name: t.name, signature: '' };
+}
+
+function targetAcl(
+  kind: GrantTarget['kind'],
+  schema: Sql,
+  name: Sql,
+  signature: Sql,
+): { acl: Sql; from: Sql } {
+  switch (kind) {
     case 'schema':
       return {
         acl: unsafeRaw(`COALESCE(n.nspacl, pg_catalog.acldefault('n', n.nspowner))`),
-        from: sql`pg_catalog.pg_namespace n WHERE n.nspname = ${literal(t.name)}`,
+        from: sql`pg_catalog.pg_namespace n WHERE n.nspname = ${name}`,
       };
     case 'table':
       return {
         acl: unsafeRaw(`COALESCE(c.relacl, pg_catalog.acldefault('r', c.relowner))`),
-        from: sql`pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${literal(t.schema)} AND c.relname = ${literal(t.name)}`,
+        from: sql`pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${schema} AND c.relname = ${name}`,
       };
     case 'function':
       return {
         acl: unsafeRaw(`COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))`),
-        from: sql`pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure(${literal(`${quoteIdent(t.schema)}.${quoteIdent(t.name)}(${t.args.join(', ')})`)})`,
+        from: sql`pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure(${signature})`,
       };
   }
 }
 
+function targetAclOf(t: GrantTarget): { acl: Sql; from: Sql } {
+  const n = targetNames(t);
+  return targetAcl(t.kind, literal(n.schema), literal(n.name), literal(n.signature));
+}
+
+/**
+ * A column grant is present when the grantee holds each privilege on exactly these columns of
+ * the table (no other column, and not on the table as a whole).
+ */
+function columnGrantCheck(
+  from: Sql,
+  grantee: string,
+  privileges: readonly string[],
+  columns: readonly string[],
+): Sql {
+  const holds = (p: string) =>
+    sql`EXISTS (SELECT FROM pg_catalog.aclexplode(at.attacl) a JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE r.rolname = ${literal(grantee)} AND a.privilege_type = ${literal(p)})`;
+  const exact = privileges.map(
+    (p) => sql`NOT EXISTS (SELECT FROM pg_catalog.pg_attribute at
+      WHERE at.attrelid = c.oid AND at.attnum > 0 AND NOT at.attisdropped
+        AND (at.attname = ANY (${textArray(columns)}::name[])) IS DISTINCT FROM ${holds(p)})`,
+  );
+  const tableLevel = sql`EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+      WHERE r.rolname = ${literal(grantee)} AND a.privilege_type = ANY (${textArray(privileges)}))`;
+  return sql`EXISTS (SELECT FROM ${from} AND NOT ${tableLevel} AND ${join(exact, ' AND ')})`;
+}
+
 function relation(schema: string, name: string): Sql {
-  return sql`pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${literal(schema)} AND c.relname = ${literal(name)}`;
+  return relationOf(literal(schema), literal(name));
+}
+
+function relationOf(schema: Sql, name: Sql): Sql {
+  return sql`pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ${schema} AND c.relname = ${name}`;
 }
 
 /** The server's form of the object is the one recorded right after pgwarden created it. */
@@ -106,7 +156,11 @@ function sameServerForm(o: CatalogObject): Sql {
   return sql`${serverFormExpr(o)} IS NOT DISTINCT FROM (SELECT a.server_form FROM pgwarden.applied_objects a WHERE a.key = ${literal(objectKey(o))})`;
 }
 
-/** A boolean SQL expression: the object exists as described. */
+/**
+ * A boolean SQL expression: the object exists as described. The kinds that come in numbers are
+ * checked in batches (presenceBatch below): a change here must be made there too
+ * (test/introspect-batch.test.ts compares the two).
+ */
 export function presenceCheck(
   o: CatalogObject,
   serverVersion: number,
@@ -139,7 +193,7 @@ export function presenceCheck(
     case 'table_owner':
       return sql`EXISTS (SELECT FROM ${relation(o.schema, o.table)} AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.owner)}))`;
     case 'revoke_public': {
-      const t = targetAcl(o.target);
+      const t = targetAclOf(o.target);
       return sql`EXISTS (SELECT FROM ${t.from}) AND NOT EXISTS (SELECT FROM ${t.from} AND EXISTS (SELECT FROM pg_catalog.aclexplode(${t.acl}) a WHERE a.grantee = 0))`;
     }
     case 'rls':
@@ -165,8 +219,9 @@ export function presenceCheck(
           AND tg.tgfoid = pg_catalog.to_regprocedure(${literal(`${quoteIdent(o.function.schema)}.${quoteIdent(o.function.name)}()`)})
           AND tg.tgenabled ${unsafeRaw(o.always ? "= 'A'" : "<> 'D'")})`;
     case 'grant': {
-      const t = targetAcl(o.target);
-      return sql`EXISTS (SELECT FROM ${t.from} AND ${aclHas(t.acl, o.grantee, o.privileges)})`;
+      const t = targetAclOf(o.target);
+      if (o.columns) return columnGrantCheck(t.from, o.grantee, o.privileges, o.columns);
+      return sql`EXISTS (SELECT FROM ${t.from} AND ${aclHas(t.acl, literal(o.grantee), o.privileges)})`;
     }
   }
 }
@@ -206,6 +261,7 @@ export async function readRegistry(
       kind: e.kind,
       fingerprint: e.fingerprint,
       object: JSON.parse(e.definition) as CatalogObject,
+      definition: e.definition,
     });
   }
   return { installed, registry };
@@ -218,46 +274,53 @@ export async function introspect(db: Db, desired: readonly CatalogObject[]): Pro
   const objects = new Map<string, CatalogObject>();
   // An object applied with an equivalent definition (same fingerprint: the same parse tree,
   // maybe formatted differently) is checked as it was applied, since that text is what is there.
+  // One applied exactly as desired (the same stored definition) is the same object either way,
+  // and needs no fingerprint yet.
   for (const o of desired) {
     const k = objectKey(o);
     const applied = registry.get(k);
-    objects.set(k, applied && applied.fingerprint === fingerprint(o) ? applied.object : o);
+    const same =
+      applied !== undefined &&
+      (applied.definition === canonicalJson(o) || applied.fingerprint === fingerprint(o));
+    objects.set(k, same ? applied.object : o);
   }
   for (const [k, e] of registry) if (!objects.has(k)) objects.set(k, e.object);
   const keys = [...objects.keys()];
-  const present = new Map<string, boolean>();
-  const CHUNK = 200;
-  for (let i = 0; i < keys.length; i += CHUNK) {
-    const part = keys.slice(i, i + CHUNK);
-    const exprs = part.map((k) =>
-      presenceCheck(objects.get(k) as CatalogObject, serverVersion, installed),
-    );
-    const rows = await query<{ r: boolean[] }>(
-      db,
-      sql`SELECT ARRAY[${join(exprs, ',\n')}]::boolean[] AS r`,
-    );
-    const r = rows[0]?.r ?? [];
-    for (const [j, k] of part.entries()) present.set(k, r[j] === true);
-  }
-  const exists = new Map<string, boolean>();
   const named = keys.filter((k) => existenceCheck(objects.get(k) as CatalogObject) !== null);
-  for (let i = 0; i < named.length; i += CHUNK) {
-    const part = named.slice(i, i + CHUNK);
-    const exprs = part.map((k) => existenceCheck(objects.get(k) as CatalogObject) as Sql);
-    const rows = await query<{ r: boolean[] }>(
-      db,
-      sql`SELECT ARRAY[${join(exprs, ',\n')}]::boolean[] AS r`,
-    );
-    const r = rows[0]?.r ?? [];
-    for (const [j, k] of part.entries()) exists.set(k, r[j] === true);
-  }
   const all = [...objects.values()];
   const livePolicies = new Map<string, PolicyObject>();
-  const unknownPolicies = await readUnknownPolicies(db, all, objects, livePolicies);
-  const rlsFlags = await readRlsFlags(db, all);
-  const { grants: unknownGrants, publicOn: unknownPublic } = await readUnknownGrants(db, all);
-  const unknownTriggers = await readUnknownTriggers(db, all);
-  const unmanagedRelations = await readUnmanagedRelations(db, all);
+  // Every query at once (the driver pipelines them in the transaction). While the server works,
+  // compute the fingerprints that diff compares with the registry: parsing their SQL is the
+  // biggest cost on this side.
+  const pending = Promise.all([
+    evaluateChecks(
+      db,
+      keys,
+      objects,
+      (o) => presenceBatch(o, installed),
+      (o) => presenceCheck(o, serverVersion, installed),
+    ),
+    evaluateChecks(db, named, objects, existenceBatch, (o) => existenceCheck(o) as Sql),
+    readUnknownPolicies(db, all, objects, livePolicies),
+    readRlsFlags(db, all),
+    readUnknownGrants(db, all),
+    readUnknownTriggers(db, all),
+    readUnmanagedRelations(db, all),
+  ]);
+  // (awaited below; if computing throws first, that error is the one reported)
+  pending.catch(() => undefined);
+  // postgres.js writes queued queries on setImmediate: let it send them before computing
+  for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
+  for (const o of desired) if (registry.has(objectKey(o))) fingerprint(o);
+  const [
+    present,
+    exists,
+    unknownPolicies,
+    rlsFlags,
+    { grants: unknownGrants, publicOn: unknownPublic },
+    unknownTriggers,
+    unmanagedRelations,
+  ] = await pending;
   return {
     serverVersion,
     catalogInstalled: installed,
@@ -274,8 +337,11 @@ export async function introspect(db: Db, desired: readonly CatalogObject[]): Pro
   };
 }
 
-/** A boolean SQL expression: an object of this name exists (however defined); null for unnamed kinds. */
-function existenceCheck(o: CatalogObject): Sql | null {
+/**
+ * A boolean SQL expression: an object of this name exists (however defined); null for unnamed
+ * kinds. Batched as existenceBatch below: a change here must be made there too.
+ */
+export function existenceCheck(o: CatalogObject): Sql | null {
   switch (o.kind) {
     case 'role':
       return sql`EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.name)})`;
@@ -293,6 +359,244 @@ function existenceCheck(o: CatalogObject): Sql | null {
       return sql`EXISTS (SELECT FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ${literal(o.schema)} AND c.relname = ${literal(o.table)} AND tg.tgname = ${literal(o.name)})`;
+    default:
+      return null;
+  }
+}
+
+// ------------------------------------------------------------------ checks, many at a time
+
+/**
+ * The check of one object written over columns instead of literals, so that every object of the
+ * same shape is checked by one query: `unnest(<names of every object>)`, the check per row. The
+ * server plans the check once (not once per object), and pgwarden._server_form keeps one cached
+ * plan for the whole query. Each batch check is the same condition as the object's
+ * presenceCheck / existenceCheck, with the names read from the row.
+ */
+interface Batch {
+  /** objects with equal shapes share a query (the SQL of their check differs only in the names) */
+  shape: string;
+  /** the object's row: column -> text */
+  row: Readonly<Record<string, string>>;
+  check(t: BatchColumns): Sql;
+}
+
+interface BatchColumns {
+  /** the column as text */
+  text(column: string): Sql;
+  /** the column as a name (as a literal compared with a name column is) */
+  name(column: string): Sql;
+}
+
+const SINGLE_CHUNK = 200;
+const BATCH_ROWS = 1000;
+
+async function evaluateChecks(
+  db: Db,
+  keys: readonly string[],
+  objects: ReadonlyMap<string, CatalogObject>,
+  batchOf: (o: CatalogObject) => Batch | null,
+  single: (o: CatalogObject) => Sql,
+): Promise<Map<string, boolean>> {
+  const out = new Map<string, boolean>();
+  const singles: string[] = [];
+  const groups = new Map<string, { first: Batch; keys: string[]; rows: Batch['row'][] }>();
+  for (const k of keys) {
+    const b = batchOf(objects.get(k) as CatalogObject);
+    if (!b) {
+      singles.push(k);
+      continue;
+    }
+    const g = groups.get(b.shape);
+    if (g) {
+      g.keys.push(k);
+      g.rows.push(b.row);
+    } else groups.set(b.shape, { first: b, keys: [k], rows: [b.row] });
+  }
+  // every query is sent at once, the results are read in order
+  const queries: { keys: string[]; rows: Promise<{ r: boolean[] | null }[]> }[] = [];
+  for (let i = 0; i < singles.length; i += SINGLE_CHUNK) {
+    const part = singles.slice(i, i + SINGLE_CHUNK);
+    const exprs = part.map((k) => single(objects.get(k) as CatalogObject));
+    queries.push({
+      keys: part,
+      rows: query(db, sql`SELECT ARRAY[${join(exprs, ',\n')}]::boolean[] AS r`),
+    });
+  }
+  for (const g of groups.values()) {
+    const columns = Object.keys(g.first.row);
+    const t: BatchColumns = {
+      text: (c) => unsafeRaw(`t.${quoteIdent(c)}`),
+      name: (c) => unsafeRaw(`(t.${quoteIdent(c)})::pg_catalog.name`),
+    };
+    const check = g.first.check(t);
+    for (let i = 0; i < g.keys.length; i += BATCH_ROWS) {
+      const part = g.keys.slice(i, i + BATCH_ROWS);
+      const rows = g.rows.slice(i, i + BATCH_ROWS);
+      const arrays = columns.map(
+        (c) => sql`pg_catalog.unnest(${textArray(rows.map((r) => r[c] as string))})`,
+      );
+      queries.push({
+        keys: part,
+        rows: query(
+          db,
+          sql`SELECT pg_catalog.array_agg((${check}) ORDER BY t.pgw_i) AS r
+    FROM ROWS FROM (${join(arrays, ',\n      ')}) WITH ORDINALITY AS t(${unsafeRaw(columns.map(quoteIdent).join(', '))}, pgw_i)`,
+        ),
+      });
+    }
+  }
+  const results = await Promise.all(queries.map((q) => q.rows));
+  for (const [n, q] of queries.entries()) {
+    const r = results[n]?.[0]?.r ?? [];
+    for (const [j, k] of q.keys.entries()) out.set(k, r[j] === true);
+  }
+  return out;
+}
+
+/** sameServerForm over a batch row with the columns schema, name, table (policies) and key. */
+function sameServerFormOf(kind: 'policy' | 'view', t: BatchColumns): Sql {
+  const form =
+    kind === 'policy'
+      ? sql`pgwarden._server_form('policy', ${t.text('schema')}, ${t.text('name')}, ${t.text('table')})`
+      : sql`pgwarden._server_form('view', ${t.text('schema')}, ${t.text('name')})`;
+  return sql`${form} IS NOT DISTINCT FROM (SELECT a.server_form FROM pgwarden.applied_objects a WHERE a.key = ${t.text('key')})`;
+}
+
+/** presenceCheck as a batch, for the kinds that come in numbers; null: checked one by one. */
+function presenceBatch(o: CatalogObject, catalogInstalled: boolean): Batch | null {
+  switch (o.kind) {
+    case 'table_owner':
+      return {
+        shape: o.kind,
+        row: { schema: o.schema, table: o.table, owner: o.owner },
+        check: (t) =>
+          sql`EXISTS (SELECT FROM ${relationOf(t.name('schema'), t.name('table'))} AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${t.name('owner')}))`,
+      };
+    case 'rls':
+      return {
+        shape: o.kind,
+        row: { schema: o.schema, table: o.table },
+        check: (t) =>
+          sql`EXISTS (SELECT FROM ${relationOf(t.name('schema'), t.name('table'))} AND c.relrowsecurity AND c.relforcerowsecurity)`,
+      };
+    case 'revoke_public': {
+      const kind = o.target.kind;
+      return {
+        shape: `${o.kind}:${kind}`,
+        row: targetNames(o.target),
+        check: (t) => {
+          const a = targetAcl(kind, t.name('schema'), t.name('name'), t.text('signature'));
+          return sql`EXISTS (SELECT FROM ${a.from}) AND NOT EXISTS (SELECT FROM ${a.from} AND EXISTS (SELECT FROM pg_catalog.aclexplode(${a.acl}) a WHERE a.grantee = 0))`;
+        },
+      };
+    }
+    case 'grant': {
+      if (o.columns) return null;
+      const kind = o.target.kind;
+      const privileges = o.privileges;
+      return {
+        shape: `${o.kind}:${kind}:${privileges.join(',')}`,
+        row: { ...targetNames(o.target), grantee: o.grantee },
+        check: (t) => {
+          const a = targetAcl(kind, t.name('schema'), t.name('name'), t.text('signature'));
+          return sql`EXISTS (SELECT FROM ${a.from} AND ${aclHas(a.acl, t.name('grantee'), privileges)})`;
+        },
+      };
+    }
+    case 'function': {
+      const definer = o.securityDefiner;
+      return {
+        shape: `${o.kind}:${definer}`,
+        row: {
+          signature: `${quoteIdent(o.schema)}.${quoteIdent(o.name)}(${o.args.map((a) => a.type).join(', ')})`,
+          body: o.body,
+          owner: o.owner,
+        },
+        check: (t) =>
+          sql`EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+        WHERE p.oid = pg_catalog.to_regprocedure(${t.text('signature')})
+        AND p.prosrc = ${t.text('body')} AND p.prosecdef = ${unsafeRaw(String(definer))} AND r.rolname = ${t.name('owner')})`,
+      };
+    }
+    case 'view':
+      return {
+        shape: o.kind,
+        row: { schema: o.schema, name: o.name, owner: o.owner, key: objectKey(o) },
+        check: (t) => {
+          const exists = sql`EXISTS (SELECT FROM ${relationOf(t.name('schema'), t.name('name'))} AND c.relkind = 'v' AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${t.name('owner')}))`;
+          return catalogInstalled ? sql`(${exists} AND ${sameServerFormOf('view', t)})` : exists;
+        },
+      };
+    case 'policy':
+      return {
+        shape: o.kind,
+        row: { schema: o.schema, table: o.table, name: o.name, key: objectKey(o) },
+        check: (t) => {
+          const exists = sql`EXISTS (SELECT FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ${t.name('schema')} AND c.relname = ${t.name('table')} AND p.polname = ${t.name('name')})`;
+          return catalogInstalled ? sql`(${exists} AND ${sameServerFormOf('policy', t)})` : exists;
+        },
+      };
+    case 'trigger': {
+      const always = o.always === true;
+      return {
+        shape: `${o.kind}:${always}`,
+        row: {
+          schema: o.schema,
+          table: o.table,
+          name: o.name,
+          signature: `${quoteIdent(o.function.schema)}.${quoteIdent(o.function.name)}()`,
+        },
+        check: (t) =>
+          sql`EXISTS (SELECT FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ${t.name('schema')} AND c.relname = ${t.name('table')} AND tg.tgname = ${t.name('name')}
+          AND tg.tgfoid = pg_catalog.to_regprocedure(${t.text('signature')})
+          AND tg.tgenabled ${unsafeRaw(always ? "= 'A'" : "<> 'D'")})`,
+      };
+    }
+    default:
+      return null;
+  }
+}
+
+/** existenceCheck as a batch, for the kinds that come in numbers; null: checked one by one. */
+function existenceBatch(o: CatalogObject): Batch | null {
+  switch (o.kind) {
+    case 'function':
+      return {
+        shape: o.kind,
+        row: {
+          signature: `${quoteIdent(o.schema)}.${quoteIdent(o.name)}(${o.args.map((a) => a.type).join(', ')})`,
+        },
+        check: (t) => sql`pg_catalog.to_regprocedure(${t.text('signature')}) IS NOT NULL`,
+      };
+    case 'view':
+      return {
+        shape: o.kind,
+        row: { schema: o.schema, name: o.name },
+        check: (t) => sql`EXISTS (SELECT FROM ${relationOf(t.name('schema'), t.name('name'))})`,
+      };
+    case 'policy':
+      return {
+        shape: o.kind,
+        row: { schema: o.schema, table: o.table, name: o.name },
+        check: (t) =>
+          sql`EXISTS (SELECT FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ${t.name('schema')} AND c.relname = ${t.name('table')} AND p.polname = ${t.name('name')})`,
+      };
+    case 'trigger':
+      return {
+        shape: o.kind,
+        row: { schema: o.schema, table: o.table, name: o.name },
+        check: (t) =>
+          sql`EXISTS (SELECT FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ${t.name('schema')} AND c.relname = ${t.name('table')} AND tg.tgname = ${t.name('name')})`,
+      };
     default:
       return null;
   }
@@ -358,7 +662,8 @@ async function readUnknownGrants(
     if (o.kind === 'revoke_public') publicCovered.add(tkey(o.target));
     // a managed schema's presence check already requires that PUBLIC holds nothing on it
     if (o.kind === 'schema') publicCovered.add(`schema:${o.name}`);
-    if (o.kind !== 'grant') continue;
+    // column grants are checked column by column: a table-level privilege is not theirs
+    if (o.kind !== 'grant' || o.columns) continue;
     for (const p of o.privileges) known.add(`${tkey(o.target)}|${o.grantee}|${p}`);
   }
   const rows = await query<{

@@ -187,11 +187,10 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
     const key = objectKey(o);
     desiredKeys.add(key);
     const applied = live.registry.get(key);
-    const fp = fingerprint(o);
     if (!applied) {
       pending.push({ o, action: 'create', reason: 'new' });
       recreated.add(key);
-    } else if (applied.fingerprint !== fp) {
+    } else if (applied.fingerprint !== fingerprint(o)) {
       if (o.kind === 'catalog') {
         const before = applied.object.kind === 'catalog' ? applied.object.owner : o.owner;
         if (before !== o.owner) {
@@ -266,7 +265,10 @@ function grantShrinks(g: CatalogObject, dropped: readonly CatalogObject[]): bool
       d.kind === 'grant' &&
       d.grantee === g.grantee &&
       canonicalJson(d.target) === t &&
-      g.privileges.every((p) => d.privileges.includes(p)),
+      g.privileges.every((p) => d.privileges.includes(p)) &&
+      // column grants: no column the dropped grant did not cover (no columns: all of them)
+      (d.columns === undefined || (g.columns ?? []).every((c) => d.columns?.includes(c))) &&
+      (g.columns !== undefined || d.columns === undefined),
   );
 }
 

@@ -317,19 +317,25 @@ AS ${dollar(unsafeRaw(o.body))}`,
     effect: { create: 'narrows', drop: 'destructive' },
   },
   grant: {
-    create: (o) => [
-      sql`GRANT ${privileges(o.privileges)} ON ${target(o.target)} TO ${ident(o.grantee)}`,
-    ],
+    create: (o) =>
+      o.columns
+        ? [
+            // exactly these columns: revoking the table privilege revokes it on every column
+            sql`REVOKE ${privileges(o.privileges)} ON ${target(o.target)} FROM ${ident(o.grantee)}`,
+            sql`GRANT ${privileges(o.privileges)} (${join(o.columns.map(ident), ', ')}) ON ${target(o.target)} TO ${ident(o.grantee)}`,
+          ]
+        : [sql`GRANT ${privileges(o.privileges)} ON ${target(o.target)} TO ${ident(o.grantee)}`],
     drop: (o) => [
       sql`DO ${dollar(
         sql`BEGIN
   IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.grantee)}) THEN
-    EXECUTE ${literal(`REVOKE ${o.privileges.join(', ')} ON ${target(o.target).text} FROM ${ident(o.grantee).text}`)};
+    EXECUTE ${literal(`REVOKE ${o.privileges.join(', ')}${o.columns ? ` (${join(o.columns.map(ident), ', ').text})` : ''} ON ${target(o.target).text} FROM ${ident(o.grantee).text}`)};
   END IF;
 END`,
       )}`,
     ],
-    describe: (o) => `${o.privileges.join(', ')} on ${describeTarget(o.target)} to "${o.grantee}"`,
+    describe: (o) =>
+      `${o.privileges.join(', ')}${o.columns ? ` (${o.columns.join(', ')})` : ''} on ${describeTarget(o.target)} to "${o.grantee}"`,
     effect: { create: 'widens', drop: 'narrows' },
   },
 };

@@ -129,3 +129,38 @@ export function selectNarrowerOrEqual(newSql: string, oldSql: string): boolean {
   if (aw === undefined) return false;
   return implies(aw, bw);
 }
+
+function walk(v: Json, visit: (node: Record<string, Json>) => void): void {
+  if (Array.isArray(v)) for (const x of v) walk(x, visit);
+  else if (v && typeof v === 'object') {
+    visit(v as Record<string, Json>);
+    for (const x of Object.values(v as Record<string, Json>)) walk(x, visit);
+  }
+}
+
+/**
+ * The expression contains a subquery (`EXISTS (...)`, `IN (SELECT ...)`, `(SELECT ...)`, ...):
+ * a SubLink node anywhere in its parse tree. Citus refuses policies with one (see
+ * docs/distributed.md). An expression that does not parse counts as having one.
+ */
+export function hasSubLink(expr: string): boolean {
+  const tree = expressionTree(expr);
+  if (tree === null) return true;
+  let found = false;
+  walk(tree, (n) => {
+    if ('SubLink' in n) found = true;
+  });
+  return found;
+}
+
+/** Every column reference of the expression, as its dotted parts (`["customers", "id"]`, `["status"]`). */
+export function columnRefs(expr: string): string[][] {
+  const tree = expressionTree(expr);
+  const out: string[][] = [];
+  walk(tree, (n) => {
+    const ref = n.ColumnRef as { fields?: Json[] } | undefined;
+    if (!ref?.fields) return;
+    out.push(ref.fields.map((f) => (f as { String?: { sval?: string } }).String?.sval ?? '*'));
+  });
+  return out;
+}
