@@ -106,7 +106,7 @@ describe('at rest', () => {
     expect(d?.v).toBe('13812345678');
   });
 
-  it('pg_dump of the database holds no id_number in clear', () => {
+  it('pg_dump of the database holds no id_number in clear', (ctx) => {
     const dump = spawnSync('pg_dump', ['--data-only', '--schema=crm', t.url], {
       encoding: 'utf8',
       maxBuffer: 64 * 1024 * 1024,
@@ -114,6 +114,11 @@ describe('at rest', () => {
     if (dump.error) {
       console.warn(`[encryption-core] pg_dump not runnable (${dump.error.message}); skipped`);
       return;
+    }
+    if (dump.status !== 0 && /server version mismatch/.test(dump.stderr)) {
+      // pg_dump refuses a newer server (the machine's pg_dump 15 against the embedded 17);
+      // test/encryption.test.ts scans the database's files on disk in that case.
+      ctx.skip(`pg_dump is older than the server: ${dump.stderr.split('\n')[1] ?? ''}`);
     }
     expect(dump.status, dump.stderr).toBe(0);
     expect(dump.stdout).toContain('pgwenc1:');

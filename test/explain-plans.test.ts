@@ -98,14 +98,28 @@ function initplanParams(root: PlanNode): Set<string> {
   const out = new Set<string>();
   for (const n of nodes(root)) {
     if (n['Parent Relationship'] !== 'InitPlan') continue;
-    const m = /\(returns (.+)\)$/.exec(n['Subplan Name'] ?? '');
+    // PostgreSQL <= 16 names the parameters an initplan returns ("InitPlan 1 (returns $0)");
+    // 17 refers to its output as (InitPlan 1).col1 and names it "InitPlan 1".
+    const name = n['Subplan Name'] ?? '';
+    const m = /\(returns (.+)\)$/.exec(name);
     for (const p of m?.[1]?.split(',') ?? []) out.add(p.trim());
+    const v17 = /^InitPlan (\d+)$/.exec(name);
+    if (v17) out.add(`(InitPlan ${v17[1]})`);
   }
   return out;
 }
 
+/** Every index condition of a plan (for failure messages). */
+const indexConds = (root: PlanNode) =>
+  nodes(root)
+    .map((n) => n['Index Cond'])
+    .filter(Boolean);
+
 /** The parameters an expression reads. */
-const params = (expr: string) => [...expr.matchAll(/\$\d+/g)].map((m) => m[0]);
+const params = (expr: string) =>
+  [...expr.matchAll(/\$\d+|\(InitPlan \d+\)(?=\.col\d+)/g)].map((m) => m[0]);
+/** An initplan's value in an index condition: $1 (PostgreSQL <= 16) or (InitPlan 1).col1 (17). */
+const P = String.raw`(?:\(?\$\d+\)?|\(?\(InitPlan \d+\)\.col\d+\)?)`;
 
 /** The SubPlan nodes (not initplans) that ran more than once: evaluated per row. */
 function perRowSubplans(root: PlanNode): PlanNode[] {
@@ -132,9 +146,9 @@ describe('the plans that matter (EXPLAIN, FORMAT JSON)', () => {
     const plan = await explain('alice', COUNT, true);
     expect(seqScans(plan)).toEqual([]);
     const scans = indexScans(plan, 'customers_owner_idx').filter((n) =>
-      /^\((customers\.)?owner = \(?\$\d+\)?(::text)?\)$/.test(n['Index Cond'] ?? ''),
+      new RegExp(String.raw`^\((customers\.)?owner = ${P}(::text)?\)$`).test(n['Index Cond'] ?? ''),
     );
-    expect(scans).toHaveLength(1);
+    expect(scans, JSON.stringify(indexConds(plan))).toHaveLength(1);
     const own = scans[0] as PlanNode;
     const initplans = initplanParams(plan);
     for (const p of params(own['Index Cond'] ?? '')) expect(initplans).toContain(p);
@@ -148,9 +162,11 @@ describe('the plans that matter (EXPLAIN, FORMAT JSON)', () => {
     const plan = await explain('carol', COUNT, true);
     expect(seqScans(plan)).toEqual([]);
     const scans = indexScans(plan, 'customers_owner_idx').filter((n) =>
-      /^\((customers\.)?owner = ANY \(\(?\$\d+\)?(::text\[\])?\)\)$/.test(n['Index Cond'] ?? ''),
+      new RegExp(String.raw`^\((customers\.)?owner = ANY \(${P}(::text\[\])?\)\)$`).test(
+        n['Index Cond'] ?? '',
+      ),
     );
-    expect(scans).toHaveLength(1);
+    expect(scans, JSON.stringify(indexConds(plan))).toHaveLength(1);
     const subtree = scans[0] as PlanNode;
     const initplans = initplanParams(plan);
     for (const p of params(subtree['Index Cond'] ?? '')) expect(initplans).toContain(p);
@@ -167,9 +183,11 @@ describe('the plans that matter (EXPLAIN, FORMAT JSON)', () => {
     const plan = await explain('bob', COUNT, true);
     expect(seqScans(plan)).toEqual([]);
     const scans = indexScans(plan, 'customers_pkey').filter((n) =>
-      /^\((customers\.)?id = ANY \(\(?\$\d+\)?(::bigint\[\])?\)\)$/.test(n['Index Cond'] ?? ''),
+      new RegExp(String.raw`^\((customers\.)?id = ANY \(${P}(::bigint\[\])?\)\)$`).test(
+        n['Index Cond'] ?? '',
+      ),
     );
-    expect(scans).toHaveLength(1);
+    expect(scans, JSON.stringify(indexConds(plan))).toHaveLength(1);
     const shared = scans[0] as PlanNode;
     const initplans = initplanParams(plan);
     for (const p of params(shared['Index Cond'] ?? '')) expect(initplans).toContain(p);
@@ -194,7 +212,7 @@ describe('the plans that matter (EXPLAIN, FORMAT JSON)', () => {
     const scans = indexScans(plan, 'customers_pkey').filter((n) =>
       new RegExp(`^\\((customers\\.)?id = '?${id}'?(::bigint)?\\)$`).test(n['Index Cond'] ?? ''),
     );
-    expect(scans).toHaveLength(1);
+    expect(scans, JSON.stringify(indexConds(plan))).toHaveLength(1);
     expect((scans[0] as PlanNode)['Actual Rows']).toBe(1);
     expect(perRowSubplans(plan)).toEqual([]);
   });

@@ -108,6 +108,8 @@ export async function createTestDatabase(options: { keys?: string | null } = {})
  * a password and logs in with it, as the application would. It supplies the test encryption key
  * (startup parameter `pgwarden.keys`) unless `keys` says otherwise (`null`: no key).
  */
+const loginPasswords = new WeakMap<TestDb, Map<string, string>>();
+
 export async function loginAs(
   t: TestDb,
   role = 'crm_app',
@@ -118,8 +120,21 @@ export async function loginAs(
   } = {},
 ): Promise<postgres.Sql> {
   const name = `${t.prefix}${role}`;
-  const password = `pw-${randomSuffix(12)}`;
-  await t.sql.unsafe(`ALTER ROLE ${quoteIdent(name)} LOGIN PASSWORD ${quoteLiteral(password)}`);
+  // One password per role and test database: a second loginAs for the same role must not
+  // invalidate the password a first pool still uses to open its (lazy) connections.
+  let passwords = loginPasswords.get(t);
+  if (!passwords) {
+    passwords = new Map();
+    loginPasswords.set(t, passwords);
+  }
+  let password = passwords.get(name);
+  if (password) {
+    await t.sql.unsafe(`ALTER ROLE ${quoteIdent(name)} LOGIN`);
+  } else {
+    password = `pw-${randomSuffix(12)}`;
+    await t.sql.unsafe(`ALTER ROLE ${quoteIdent(name)} LOGIN PASSWORD ${quoteLiteral(password)}`);
+    passwords.set(name, password);
+  }
   return postgres(urlFor(t.url, { user: name }), {
     password,
     max: options.max ?? 2,
