@@ -23,6 +23,7 @@ import { quoteIdent } from '../src/sql/quote.js';
 import { renderCreate } from '../src/sql/render.js';
 import { loadParser } from '../src/sql/tree.js';
 import { createTestDatabase, type TestDb } from './helpers/db.js';
+import { PEOPLE } from './helpers/people.js';
 
 // ------------------------------------------------------------------ (a) unit
 
@@ -225,23 +226,6 @@ describe('the Citus target renders policies without subqueries', () => {
 });
 
 // ------------------------------------------------------------------ (b) on PostgreSQL 15
-
-const PEOPLE = [
-  'alice',
-  'bob',
-  'pat',
-  'carol',
-  'dave',
-  'walt',
-  'vera',
-  'erin',
-  'fiona',
-  'mark',
-  'tom',
-  'olga',
-  'adam',
-  'audrey',
-];
 
 async function idsAs(db: TestDb, person: string, relation: string): Promise<number[]> {
   return db.sql.begin(async (tx) => {

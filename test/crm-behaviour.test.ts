@@ -9,6 +9,7 @@ import { setupCrm } from '../examples/crm/setup.js';
 import { withPerson } from '../src/runtime/with-person.js';
 import { quoteIdent } from '../src/sql/quote.js';
 import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
+import { PEOPLE } from './helpers/people.js';
 
 type Customer = {
   id: number;
@@ -30,22 +31,6 @@ let unitOf: Map<string, string>;
 let parentOf: Map<string, string | null>;
 let shares: { row_key: string; person: string }[];
 let contractCustomers: Set<number>;
-const PEOPLE = [
-  'alice',
-  'bob',
-  'pat',
-  'carol',
-  'dave',
-  'walt',
-  'vera',
-  'erin',
-  'fiona',
-  'mark',
-  'tom',
-  'olga',
-  'adam',
-  'audrey',
-];
 const MANAGES: Record<string, string> = { carol: 'sales_east', walt: 'sales_west', vera: 'sales' };
 const REPS = ['alice', 'bob', 'pat', 'dave'];
 

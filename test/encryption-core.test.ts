@@ -13,6 +13,7 @@ import { crmModel, setupCrm } from '../examples/crm/setup.js';
 import { compile } from '../src/compile/index.js';
 import type { ModelInput } from '../src/model/types.js';
 import { validateModel } from '../src/model/validate.js';
+import { exportBatches, startExport } from '../src/runtime/reveal-export.js';
 import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
 import { keyConnection, keyId, TEST_KEY, TEST_KEY_2 } from './helpers/keys.js';
 
@@ -475,6 +476,64 @@ describe('the model', () => {
         },
       }),
     );
+  });
+
+  it('an allowed export of an encrypted column decrypts for a full-level viewer with the key, **** without it', async () => {
+    // a variant of the CRM: managers see id_number in full and may export it
+    const m = await base();
+    const c = m.tables.customers as unknown as {
+      cells: Record<string, unknown>;
+      exports: Record<string, { columns: string[] }>;
+    };
+    const variant = customersWith(m, {
+      cells: {
+        ...c.cells,
+        id_number: { pool: 'hidden', subtree: 'full', default: 'hidden' },
+      },
+      exports: {
+        ...c.exports,
+        sales_manager: { ...c.exports.sales_manager, columns: ['id', 'id_number'] },
+      },
+    });
+    const { model, problems } = await validateModel(variant);
+    expect(problems).toEqual([]);
+    const t2 = await createTestDatabase();
+    let withKey: postgres.Sql | undefined;
+    let noKey: postgres.Sql | undefined;
+    try {
+      await setupCrm(t2.sql, { rolePrefix: t2.prefix, model: model ?? undefined });
+      withKey = await loginAs(t2, 'crm_app', { max: 1 });
+      noKey = await loginAs(t2, 'crm_app', { max: 1, keys: null });
+      const clearOf = new Map(
+        (
+          await t2.sql<{ id: string; v: string }[]>`
+            SELECT id::text, pgwarden.decrypt_value(id_number, ${AD}) AS v
+            FROM crm.customers WHERE id_number IS NOT NULL AND NOT in_pool`
+        ).map((r) => [r.id, r.v]),
+      );
+      const run = async (db: postgres.Sql) => {
+        const o = { rolePrefix: t2.prefix };
+        const started = await startExport(
+          db,
+          'carol',
+          { table: 'customers', columns: ['id', 'id_number'] },
+          o,
+        );
+        const rows: Record<string, unknown>[] = [];
+        for await (const b of exportBatches(db, 'carol', started.export, o)) rows.push(...b);
+        return rows.filter((r) => clearOf.has(String(r.id)));
+      };
+      const full = await run(withKey);
+      expect(full.length).toBeGreaterThan(0);
+      for (const r of full) expect(r.id_number).toBe(clearOf.get(String(r.id)));
+      const masked = await run(noKey);
+      expect(masked.length).toBe(full.length);
+      for (const r of masked) expect(r.id_number).toBe('****');
+    } finally {
+      await withKey?.end({ timeout: 5 });
+      await noKey?.end({ timeout: 5 });
+      await t2.cleanup();
+    }
   });
 
   it('equality search makes a column deterministic', async () => {

@@ -12,23 +12,8 @@ import { parseWhere } from '../src/runtime/reveal-export.js';
 import { withPerson } from '../src/runtime/with-person.js';
 import { cli } from './helpers/cli.js';
 import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
+import { PEOPLE } from './helpers/people.js';
 
-const PEOPLE = [
-  'alice',
-  'bob',
-  'pat',
-  'carol',
-  'dave',
-  'walt',
-  'vera',
-  'erin',
-  'fiona',
-  'mark',
-  'tom',
-  'olga',
-  'adam',
-  'audrey',
-];
 // owned by alice, bob, pat, dave (north), dave (west), carol, walt, vera; pool rows; a shared row (1, 19)
 const ROWS = ['1', '2', '9', '15', '19', '20', '26', '27', '28', '42'];
 const CELLS = ['phone', 'email', 'id_number', 'address'] as const;

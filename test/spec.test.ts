@@ -15,26 +15,11 @@ import { checkSpecIn, readSpecContext, runSpec, type SpecReport } from '../src/s
 import { quoteQualified } from '../src/sql/quote.js';
 import { cli as runCli } from './helpers/cli.js';
 import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
+import { PEOPLE } from './helpers/people.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const SPEC = 'examples/crm/expectations.yaml';
 const SPEC_TEXT = readFileSync(join(ROOT, SPEC), 'utf8');
-const PEOPLE = [
-  'alice',
-  'bob',
-  'pat',
-  'carol',
-  'dave',
-  'walt',
-  'vera',
-  'erin',
-  'fiona',
-  'mark',
-  'tom',
-  'olga',
-  'adam',
-  'audrey',
-];
 
 function cli(args: string[]) {
   return runCli(args, {}, { cwd: ROOT });

@@ -42,9 +42,10 @@ export interface SetupResult {
  */
 export async function setupCrm(
   db: postgres.Sql,
-  options: { rolePrefix?: string; keys?: string; target?: Target } = {},
+  options: { rolePrefix?: string; keys?: string; target?: Target; model?: Model } = {},
 ): Promise<SetupResult> {
-  const model = await crmModel();
+  // a variant of the CRM model (tests); its tables must be the CRM's
+  const model = options.model ?? (await crmModel());
   const [{ exists } = { exists: false }] = await db<
     { exists: boolean }[]
   >`SELECT to_regclass('crm.customers') IS NOT NULL AS exists`;

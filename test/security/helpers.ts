@@ -130,22 +130,7 @@ export async function failure(p: Promise<unknown>): Promise<postgres.PostgresErr
   throw new Error('expected the statement to fail, but it succeeded');
 }
 
-export const PEOPLE = [
-  'alice',
-  'bob',
-  'pat',
-  'carol',
-  'dave',
-  'walt',
-  'vera',
-  'erin',
-  'fiona',
-  'mark',
-  'tom',
-  'olga',
-  'adam',
-  'audrey',
-] as const;
+export { PEOPLE } from '../helpers/people.js';
 
 /** Sleeps ms milliseconds. */
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
