@@ -202,6 +202,8 @@ const SCENARIO_PEOPLE: readonly { name: string; unit: string; jobs: string[]; sa
 
 /** Scenario people whose visible sets the floors hand-write: no grant or assignment may reach them. */
 const PLAIN_PERSONAS = ['alice', 'carol', 'vera', 'erin'] as const;
+/** Personas whose floors include their assignments but no temporary or team grant. */
+const NO_GRANT_PERSONAS = ['walt'] as const;
 
 function int(n: number): string {
   return String(Math.trunc(n));
@@ -369,6 +371,9 @@ function scenarioSql(): string {
     `SELECT pgwarden.assign('mark', 'region', ARRAY['east'])`,
     `SELECT pgwarden.assign('mark', 'customer_type', ARRAY['vip'])`,
     `SELECT pgwarden.assign('mark', 'region', ARRAY['west'], now() - interval '1 day', now() - interval '30 days')`,
+    // walt's territory (issue 10): the north region besides his unit's customers, an index arm
+    // (not a rep's: a rep's read cap of 200 rows counts every row a page's plan fetches)
+    `SELECT pgwarden.assign('walt', 'region', ARRAY['north'])`,
     // the synthetic units below the scenario's (levels 3 to 5), in one statement
     `INSERT INTO pgwarden.units (name, parent) SELECT name, parent FROM ${STAGE}.units ORDER BY level, name`,
   ];
@@ -444,19 +449,21 @@ function sqlTextArray(values: readonly string[]): string {
 
 /**
  * The floors, read from the catalog as the superuser with hand-written queries (not pgwarden's
- * helpers). The people whose floors leave grants and assignments out are checked to have none.
+ * helpers). The people whose floors leave grants and assignments out are checked to have none
+ * (walt's floor has his assignments, and he is checked to have no grants).
  */
 async function personas(db: postgres.Sql): Promise<Persona[]> {
-  for (const who of PLAIN_PERSONAS) {
+  for (const who of [...PLAIN_PERSONAS, ...NO_GRANT_PERSONAS]) {
+    const plain = (PLAIN_PERSONAS as readonly string[]).includes(who);
     const [r] = await db.unsafe<{ grants: number; assignments: number; teams: number }[]>(
       `SELECT (SELECT count(*)::int FROM pgwarden.temp_grants g WHERE g.person = $1 AND ${ACTIVE('g')}) AS grants,
               (SELECT count(*)::int FROM pgwarden.assignments a WHERE a.person = $1 AND ${ACTIVE('a')}) AS assignments,
               (SELECT count(*)::int FROM pgwarden.team_members m WHERE m.person = $1) AS teams`,
       [who],
     );
-    if (r && r.grants + r.assignments + r.teams > 0)
+    if (r && r.grants + (plain ? r.assignments : 0) + r.teams > 0)
       throw new Error(
-        `bench setup: ${who} has grants, assignments or teams; her floor would be wrong`,
+        `bench setup: ${who} has grants${plain ? ', assignments' : ''} or teams; the floor would be wrong`,
       );
   }
   const shared = await textArray(
@@ -483,6 +490,8 @@ async function personas(db: postgres.Sql): Promise<Persona[]> {
     );
   const carol = await subtree('carol');
   const vera = await subtree('vera');
+  const walt = await subtree('walt');
+  const waltRegions = await assigned('walt', 'region');
   const markRegions = await assigned('mark', 'region');
   const markTypes = await assigned('mark', 'customer_type');
   const sharedClause = shared.length
@@ -511,6 +520,12 @@ async function personas(db: postgres.Sql): Promise<Persona[]> {
       name: 'erin',
       scope: "support: status = 'active', cells masked",
       floorWhere: `status = 'active'`,
+      countTarget: false,
+    },
+    {
+      name: 'walt',
+      scope: `manager: subtree (${walt.length} people) + pool + assigned region ${waltRegions.join(', ')}`,
+      floorWhere: `owner = ANY (${sqlTextArray(walt)}) OR in_pool IS TRUE OR region = ANY (${sqlTextArray(waltRegions)})`,
       countTarget: false,
     },
     {

@@ -268,6 +268,14 @@ describe('each hand edit produces its rule code', () => {
       'column "crm"."customers"."owner"',
       'DROP INDEX crm.customers_owner_c; CREATE INDEX customers_owner_idx ON crm.customers (owner)',
     );
+    // a one-attribute assigned scope (issue 10) is an index arm: its column needs an index
+    const r = await expectFinding(
+      'DROP INDEX crm.customers_region_status_idx',
+      'unindexed_scope_column',
+      'column "crm"."customers"."region"',
+      'CREATE INDEX customers_region_status_idx ON crm.customers (region, status)',
+    );
+    expect(r.message).toContain('scope assigned region');
     expect(c.message).toContain('customers_owner_c');
     expect(c.fix).toContain(
       'CREATE INDEX ON "crm"."customers" ("owner" COLLATE pg_catalog."default");',

@@ -6,6 +6,7 @@
  *   - a rep's count reads the owner index with `owner = $n`, $n an initplan (once per statement);
  *   - a manager's count reads the owner index with `owner = ANY ($n)`, $n an initplan array;
  *   - shares are read from the primary key index with `id = ANY ($n)`;
+ *   - an attribute scope (issue 10) reads the region index with `region = ANY ($n)`;
  *   - a point lookup by id is an index scan of the primary key;
  *   - no SubPlan runs once per row (initplans, and hashed subplans built once, are fine);
  *   - the built-in masks are inlined: no mask function call per cell.
@@ -32,6 +33,7 @@ interface PlanNode {
   'Actual Rows'?: number;
   'Actual Loops'?: number;
   Output?: string[];
+  Filter?: string;
   Plans?: PlanNode[];
 }
 
@@ -193,6 +195,37 @@ describe('the plans that matter (EXPLAIN, FORMAT JSON)', () => {
     for (const p of params(shared['Index Cond'] ?? '')) expect(initplans).toContain(p);
     expect(shared['Actual Rows']).toBe(1);
     expect(perRowSubplans(plan)).toEqual([]);
+  });
+
+  it("an attribute scope (issue 10) reads the region index with region = ANY (initplan array)", async () => {
+    // dave (a rep) covers the north region for a while: his own customers, and the north ones
+    await t.sql`SELECT pgwarden.assign('dave', 'region', ARRAY['north'])`;
+    try {
+      const plan = await explain('dave', COUNT, true);
+      expect(seqScans(plan)).toEqual([]);
+      // region = ANY ($n), with the bounds of the values that keep the planner's estimate low
+      const cond = String.raw`^\(\((customers\.)?region = ANY \(${P}(::text\[\])?\)\) AND \((customers\.)?region >= ${P}\) AND \((customers\.)?region <= ${P}\)\)$`;
+      const scans = indexScans(plan, 'customers_region_status_idx').filter((n) =>
+        new RegExp(cond).test(n['Index Cond'] ?? ''),
+      );
+      expect(scans, JSON.stringify(indexConds(plan))).toHaveLength(1);
+      const region = scans[0] as PlanNode;
+      const initplans = initplanParams(plan);
+      for (const p of params(region['Index Cond'] ?? '')) expect(initplans).toContain(p);
+      expect(region['Actual Rows']).toBe(await base(`region = 'north'`));
+      // the index conditions cover the policy's first part: the heap rows are not re-checked
+      // against it (the second part, NOT row_checked() OR ..., is decided by its first term)
+      const heap = nodes(plan).find((n) => n['Node Type'] === 'Bitmap Heap Scan');
+      if (heap?.Filter) expect(heap.Filter, 'heap filter').toMatch(/^\(+NOT /);
+      expect(perRowSubplans(plan)).toEqual([]);
+      // and the assignment is not a row-by-row scope: no key range is opened for him
+      expect(
+        indexScans(plan, 'customers_pkey').filter((n) => (n['Actual Rows'] ?? 0) > 1),
+        JSON.stringify(indexConds(plan)),
+      ).toEqual([]);
+    } finally {
+      await t.sql`SELECT pgwarden.unassign('dave', 'region', ARRAY['north'])`;
+    }
   });
 
   it('the plan shape does not depend on the person: a rep without shares plans the same scans', async () => {

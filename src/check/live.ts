@@ -44,9 +44,10 @@ function hasOption(options: readonly string[], name: string): boolean {
 
 /**
  * The columns the row rules of `table` read through an index (src/compile/predicates.ts,
- * indexArm): own/unit/subtree, pool, parent keys, and the key (shares, and the gate of the
- * scopes checked per row). Filters, grants and assignments are checked per row, only for the
- * people they apply to: their columns need no index.
+ * indexArm): own/unit/subtree, pool, parent keys, the column of a one-attribute assigned scope,
+ * and the key (shares, and the gate of the scopes checked per row). Filters, grants and combined
+ * assignments are checked per row, only for the people they apply to: their columns need no
+ * index.
  */
 export function scopeColumns(model: Model, table: TableModel): Map<string, string> {
   const out = new Map<string, string>();
@@ -66,8 +67,14 @@ export function scopeColumns(model: Model, table: TableModel): Map<string, strin
           // the parent's key helper filters the parent by these relations
           const parent = model.tables.find((p) => p.name === s.table);
           if (parent) for (const r of s.via ?? []) relation(parent, r);
+        } else if (s.kind === 'assigned' && s.match.length === 1) {
+          // one attribute is an index arm; a combined scope is checked row by row (the key)
+          add(t, s.match[0]?.column ?? null, `assigned ${s.match[0]?.attribute}`);
         } else relation(t, s.kind);
-        if (['shared', 'filter', 'all', 'granted', 'assigned'].includes(s.kind))
+        if (
+          ['shared', 'filter', 'all', 'granted'].includes(s.kind) ||
+          (s.kind === 'assigned' && s.match.length > 1)
+        )
           add(t, t.key, s.kind === 'shared' ? 'shared' : `key, the gate of ${s.kind}`);
       }
     }

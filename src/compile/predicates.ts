@@ -362,6 +362,28 @@ function indexArm(ctx: PredicateContext, scope: Scope, jobs: readonly string[]):
       const c = col(table, need(table.pool, table, 'pool'));
       return sql`(${c} >= true AND ${c} = ${gated(jobGate(ctx, jobs, true), TRUE)})`;
     }
+    case 'assigned': {
+      // One attribute: its column among the person's assigned values (one array per
+      // statement). A scope that combines attributes (region AND type) stays row by row: an
+      // index arm must be exactly one index's condition, else the planner re-checks the whole
+      // policy on every row it fetches (for a manager, a walk through her subtree array).
+      if (scope.match.length !== 1) return null;
+      const m = scope.match[0] as (typeof scope.match)[number];
+      const type = table.columns.find((c) => c.name === m.column)?.type ?? null;
+      const text = !type || isTextLike(type);
+      const t = text ? unsafeRaw('text') : typeName(type);
+      const c = col(table, m.column);
+      // the cast inside the subquery: outside it would convert the array again for every row
+      const values = sql`${pw('assigned')}(${person}, ${literal(m.attribute)})::${t}[]`;
+      const v = text ? sql`v COLLATE pg_catalog."default"` : unsafeRaw('v');
+      // The bounds of the values (implied by the membership, so they change no result) make
+      // the arm a range for the planner: an attribute has few values (3 regions), so without
+      // them `region = ANY ($n)` of an unknown array is estimated at most of the table, and
+      // every person's plan turns into a sequential scan. They need no job gate: the array has.
+      const bound = (agg: string) =>
+        sql`(SELECT pg_catalog.${unsafeRaw(agg)}(${v}) FROM pg_catalog.unnest(${values}) AS pgw_assigned(v))`;
+      return sql`(${c} = ANY (${collated(ctx, sql`${gated(jobGate(ctx, jobs, false), values)}::${t}[]`, text)}) AND ${c} >= ${bound('min')} AND ${c} <= ${bound('max')})`;
+    }
     case 'parent': {
       const parent = ctx.model.tables.find((t) => t.name === scope.table);
       if (!parent) throw new Error(`unknown parent table ${scope.table}`);
@@ -376,16 +398,17 @@ function indexArm(ctx: PredicateContext, scope: Scope, jobs: readonly string[]):
 /**
  * The predicate of a command for policies, write checks and key helpers (PostgreSQL target).
  *
- * Scopes on indexed columns (own, unit, subtree, shared, pool, parent) become index arms P,
- * their job gates folded in (indexArm). The other scopes (filters, `all`, temporary grants,
- * attribute assignments) become arms Q, checked per row, as `(SELECT gate) AND scope`. With
+ * Scopes on indexed columns (own, unit, subtree, shared, pool, parent, one assigned attribute)
+ * become index arms P, their job gates folded in (indexArm). The other scopes (filters, `all`,
+ * temporary grants, combined attributes) become arms Q, checked per row, as `(SELECT gate) AND
+ * scope`. With
  * both kinds the predicate is
  *
  *   (P OR (key >= (SELECT CASE WHEN G THEN <min> END) AND key <= <max>))
  *   AND (NOT (SELECT G) OR P OR Q)
  *
  * where G, `pgwarden.row_checked(person, table, command)`, says whether any Q arm can match
- * for this person (they hold a filter job, have a grant, an assignment; pgwarden.row_checks,
+ * for this person (they hold a filter job, have a grant, a combined assignment; pgwarden.row_checks,
  * written by apply from rowChecks()). The first part is one BitmapOr of index scans: the key
  * range is empty unless G, so a rep's count reads the owner index, not the table. The second
  * part is decided once per statement for people without Q scopes; the others check P or Q per
@@ -450,7 +473,8 @@ export function rowChecks(
         any = true;
       } else if (s.kind === 'granted' && table.grantable.length > 0) {
         grants = any = true;
-      } else if (s.kind === 'assigned') {
+      } else if (s.kind === 'assigned' && s.match.length > 1) {
+        // a combined attribute scope is checked row by row (indexArm)
         const attribute = s.match[0]?.attribute;
         if (attribute) assigned.push({ jobs: [...r.jobs], attribute });
         any = true;
