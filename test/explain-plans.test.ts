@@ -197,7 +197,7 @@ describe('the plans that matter (EXPLAIN, FORMAT JSON)', () => {
     expect(perRowSubplans(plan)).toEqual([]);
   });
 
-  it("an attribute scope (issue 10) reads the region index with region = ANY (initplan array)", async () => {
+  it('an attribute scope (issue 10) reads the region index with region = ANY (initplan array)', async () => {
     // dave (a rep) covers the north region for a while: his own customers, and the north ones
     await t.sql`SELECT pgwarden.assign('dave', 'region', ARRAY['north'])`;
     try {
