@@ -106,11 +106,10 @@ describe('attribute assignments', () => {
     );
     expect(qual).toContain(`region >= ( SELECT min((pgw_assigned.v COLLATE "default")) AS min`);
     expect(qual).toContain(`region <= ( SELECT max((pgw_assigned.v COLLATE "default")) AS max`);
-    // not behind row_checked(): a region assignment opens nobody's key range; only marketing's
-    // combined scope (region AND customer type) is checked row by row
+    // not behind row_checked(): an assignment opens nobody's key range
     const [rc] = await t.sql<{ assigned: unknown[] }[]>`
       SELECT assigned FROM pgwarden.row_checks WHERE table_name = 'customers' AND command = 'select'`;
-    expect(rc?.assigned).toEqual([{ jobs: ['marketing'], attribute: 'customer_type' }]);
+    expect(rc?.assigned).toEqual([]);
   });
 });
 

@@ -268,14 +268,25 @@ describe('each hand edit produces its rule code', () => {
       'column "crm"."customers"."owner"',
       'DROP INDEX crm.customers_owner_c; CREATE INDEX customers_owner_idx ON crm.customers (owner)',
     );
-    // a one-attribute assigned scope (issue 10) is an index arm: its column needs an index
+    // assigned scopes (issue 10) are index arms: one attribute needs an index leading with its
+    // column, a combined scope one index holding all its columns
     const r = await expectFinding(
-      'DROP INDEX crm.customers_region_status_idx',
+      'DROP INDEX crm.customers_region_status_idx; DROP INDEX crm.customers_region_type_idx',
       'unindexed_scope_column',
       'column "crm"."customers"."region"',
-      'CREATE INDEX customers_region_status_idx ON crm.customers (region, status)',
+      'CREATE INDEX customers_region_status_idx ON crm.customers (region, status); CREATE INDEX customers_region_type_idx ON crm.customers (region, customer_type)',
     );
     expect(r.message).toContain('scope assigned region');
+    const both = await expectFinding(
+      'DROP INDEX crm.customers_region_type_idx; CREATE INDEX customers_type_c ON crm.customers (customer_type, region COLLATE "C")',
+      'unindexed_scope_column',
+      'columns "crm"."customers" ("customer_type", "region")',
+      'DROP INDEX crm.customers_type_c; CREATE INDEX customers_region_type_idx ON crm.customers (region, customer_type)',
+    );
+    expect(both.message).toContain('scope assigned customer_type AND region');
+    expect(both.fix).toContain(
+      'CREATE INDEX "customers_customer_type_region_idx" ON "crm"."customers" ("customer_type", "region");',
+    );
     expect(c.message).toContain('customers_owner_c');
     expect(c.fix).toContain(
       'CREATE INDEX ON "crm"."customers" ("owner" COLLATE pg_catalog."default");',

@@ -51,5 +51,6 @@ CREATE INDEX "contracts_customer_idx" ON "crm"."contracts" USING btree ("custome
 CREATE INDEX "customers_owner_idx" ON "crm"."customers" USING btree ("owner");--> statement-breakpoint
 CREATE INDEX "customers_in_pool_idx" ON "crm"."customers" USING btree ("in_pool");--> statement-breakpoint
 CREATE INDEX "customers_region_status_idx" ON "crm"."customers" USING btree ("region","status");--> statement-breakpoint
+CREATE INDEX "customers_region_type_idx" ON "crm"."customers" USING btree ("region","customer_type");--> statement-breakpoint
 CREATE INDEX "deals_customer_idx" ON "crm"."deals" USING btree ("customer_id");--> statement-breakpoint
 CREATE INDEX "deals_owner_idx" ON "crm"."deals" USING btree ("owner");

@@ -7,7 +7,7 @@ import { AUDIT_SCHEMA } from '../compile/audit.js';
 import { type CompileOptions, compile, roleNames } from '../compile/index.js';
 import type { LintFacts, LintTargets, LiveTable } from '../introspect/lint.js';
 import type { Model, TableModel } from '../model/types.js';
-import { ident, qualified, sql } from '../sql/fragment.js';
+import { ident, join, qualified, sql } from '../sql/fragment.js';
 import { MAX_IDENTIFIER_BYTES, quoteIdent, quoteQualified } from '../sql/quote.js';
 import { alwaysTrue } from './model.js';
 import { type Finding, finding } from './rules.js';
@@ -45,9 +45,8 @@ function hasOption(options: readonly string[], name: string): boolean {
 /**
  * The columns the row rules of `table` read through an index (src/compile/predicates.ts,
  * indexArm): own/unit/subtree, pool, parent keys, the column of a one-attribute assigned scope,
- * and the key (shares, and the gate of the scopes checked per row). Filters, grants and combined
- * assignments are checked per row, only for the people they apply to: their columns need no
- * index.
+ * and the key (shares, and the gate of the scopes checked per row). Filters and grants are
+ * checked per row, only for the people they apply to: their columns need no index.
  */
 export function scopeColumns(model: Model, table: TableModel): Map<string, string> {
   const out = new Map<string, string>();
@@ -67,19 +66,38 @@ export function scopeColumns(model: Model, table: TableModel): Map<string, strin
           // the parent's key helper filters the parent by these relations
           const parent = model.tables.find((p) => p.name === s.table);
           if (parent) for (const r of s.via ?? []) relation(parent, r);
-        } else if (s.kind === 'assigned' && s.match.length === 1) {
-          // one attribute is an index arm; a combined scope is checked row by row (the key)
-          add(t, s.match[0]?.column ?? null, `assigned ${s.match[0]?.attribute}`);
+        } else if (s.kind === 'assigned') {
+          // an index arm; a scope combining attributes needs one index on all its columns
+          // (scopeIndexSets), one attribute an index leading with its column
+          if (s.match.length === 1)
+            add(t, s.match[0]?.column ?? null, `assigned ${s.match[0]?.attribute}`);
         } else relation(t, s.kind);
-        if (
-          ['shared', 'filter', 'all', 'granted'].includes(s.kind) ||
-          (s.kind === 'assigned' && s.match.length > 1)
-        )
+        if (['shared', 'filter', 'all', 'granted'].includes(s.kind))
           add(t, t.key, s.kind === 'shared' ? 'shared' : `key, the gate of ${s.kind}`);
       }
     }
   }
   return out;
+}
+
+/**
+ * The column sets that one index must hold together: an assigned scope combining attributes
+ * (region AND customer type) is an exact index arm only on an index with all its columns.
+ */
+export function scopeIndexSets(table: TableModel): { columns: string[]; why: string }[] {
+  const out = new Map<string, { columns: string[]; why: string }>();
+  for (const rule of table.rules)
+    for (const s of rule.scopes)
+      if (s.kind === 'assigned' && s.match.length > 1) {
+        const columns = [...new Set(s.match.map((m) => m.column))];
+        const key = [...columns].sort().join('\u0000');
+        if (columns.length > 1 && !out.has(key))
+          out.set(key, {
+            columns,
+            why: `assigned ${s.match.map((m) => m.attribute).join(' AND ')}`,
+          });
+      }
+  return [...out.values()];
 }
 
 function indexName(table: string, column: string): string | null {
@@ -469,6 +487,33 @@ export function checkLive(model: Model, facts: LintFacts, options: CompileOption
           leading.length > 0
             ? `The row rules filter ${t.name} on ${column} (scope ${why}) in the default collation, and the indexes leading with it (${leading.map((i) => i.name).join(', ')}) use another: every statement of the people it applies to scans the table.`
             : `The row rules filter ${t.name} on ${column} (scope ${why}), and no index leads with it: every statement of the people it applies to scans the table.`,
+          `${create.text} (CONCURRENTLY on a busy table)`,
+        ),
+      );
+    }
+    for (const set of scopeIndexSets(t)) {
+      const serving = facts.indexes.filter(
+        (i) =>
+          i.schema === prot &&
+          i.table === t.table &&
+          i.valid &&
+          set.columns.includes(i.columns[0] ?? '') &&
+          set.columns.every((c) => {
+            const k = i.columns.indexOf(c);
+            return k >= 0 && i.defaultCollations[k] !== false;
+          }),
+      );
+      if (serving.length > 0) continue;
+      const cols = set.columns.map((c) => ident(c));
+      const name = indexName(t.table, set.columns.join('_'));
+      const create = name
+        ? sql`CREATE INDEX ${ident(name)} ON ${qualified(prot, t.table)} (${join(cols, ', ')});`
+        : sql`CREATE INDEX ON ${qualified(prot, t.table)} (${join(cols, ', ')});`;
+      out.push(
+        finding(
+          'unindexed_scope_column',
+          `columns ${q(prot, t.table)} (${set.columns.map((c) => quoteIdent(c)).join(', ')})`,
+          `The row rules filter ${t.name} on ${set.columns.join(' and ')} together (scope ${set.why}), and no index holds all of them in the default collation, led by one of them: the planner re-checks the whole policy on every row it fetches, for everyone.`,
           `${create.text} (CONCURRENTLY on a busy table)`,
         ),
       );

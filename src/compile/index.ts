@@ -452,7 +452,8 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
           command: c,
           jobs: rc.jobs,
           grants: rc.grants,
-          assigned: { json: JSON.stringify(rc.assigned) },
+          // assignments are index arms since issue 10: the column stays, empty
+          assigned: { json: '[]' },
         },
       });
     }

@@ -363,26 +363,30 @@ function indexArm(ctx: PredicateContext, scope: Scope, jobs: readonly string[]):
       return sql`(${c} >= true AND ${c} = ${gated(jobGate(ctx, jobs, true), TRUE)})`;
     }
     case 'assigned': {
-      // One attribute: its column among the person's assigned values (one array per
-      // statement). A scope that combines attributes (region AND type) stays row by row: an
-      // index arm must be exactly one index's condition, else the planner re-checks the whole
-      // policy on every row it fetches (for a manager, a walk through her subtree array).
-      if (scope.match.length !== 1) return null;
-      const m = scope.match[0] as (typeof scope.match)[number];
-      const type = table.columns.find((c) => c.name === m.column)?.type ?? null;
-      const text = !type || isTextLike(type);
-      const t = text ? unsafeRaw('text') : typeName(type);
-      const c = col(table, m.column);
-      // the cast inside the subquery: outside it would convert the array again for every row
-      const values = sql`${pw('assigned')}(${person}, ${literal(m.attribute)})::${t}[]`;
-      const v = text ? sql`v COLLATE pg_catalog."default"` : unsafeRaw('v');
-      // The bounds of the values (implied by the membership, so they change no result) make
-      // the arm a range for the planner: an attribute has few values (3 regions), so without
-      // them `region = ANY ($n)` of an unknown array is estimated at most of the table, and
-      // every person's plan turns into a sequential scan. They need no job gate: the array has.
-      const bound = (agg: string) =>
-        sql`(SELECT pg_catalog.${unsafeRaw(agg)}(${v}) FROM pg_catalog.unnest(${values}) AS pgw_assigned(v))`;
-      return sql`(${c} = ANY (${collated(ctx, sql`${gated(jobGate(ctx, jobs, false), values)}::${t}[]`, text)}) AND ${c} >= ${bound('min')} AND ${c} <= ${bound('max')})`;
+      // Each column among the person's assigned values of its attribute (one array per
+      // attribute and statement), ANDed. A scope that combines attributes (region AND type) is
+      // exact only on an index holding all its columns (`check` asks for one): an arm that is
+      // not exactly one index's condition makes the planner re-check the whole policy on every
+      // row it fetches, for everyone.
+      const gate = jobGate(ctx, jobs, false);
+      const parts = scope.match.map((m) => {
+        const type = table.columns.find((c) => c.name === m.column)?.type ?? null;
+        const text = !type || isTextLike(type);
+        const t = text ? unsafeRaw('text') : typeName(type);
+        const c = col(table, m.column);
+        // the cast inside the subquery: outside it would convert the array again for every row
+        const values = sql`${pw('assigned')}(${person}, ${literal(m.attribute)})::${t}[]`;
+        const v = text ? sql`v COLLATE pg_catalog."default"` : unsafeRaw('v');
+        // The bounds of the values (implied by the membership, so they change no result) make
+        // the arm a range for the planner: an attribute has few values (3 regions), so without
+        // them `region = ANY ($n)` of an unknown array is estimated at most of the table, and
+        // every person's plan turns into a sequential scan. They need no job gate: the array
+        // has it, and `= ANY (NULL)` ends the index scan at once.
+        const bound = (agg: string) =>
+          sql`(SELECT pg_catalog.${unsafeRaw(agg)}(${v}) FROM pg_catalog.unnest(${values}) AS pgw_assigned(v))`;
+        return sql`${c} = ANY (${collated(ctx, sql`${gated(gate, values)}::${t}[]`, text)}) AND ${c} >= ${bound('min')} AND ${c} <= ${bound('max')}`;
+      });
+      return sql`(${join(parts, ' AND ')})`;
     }
     case 'parent': {
       const parent = ctx.model.tables.find((t) => t.name === scope.table);
@@ -398,17 +402,16 @@ function indexArm(ctx: PredicateContext, scope: Scope, jobs: readonly string[]):
 /**
  * The predicate of a command for policies, write checks and key helpers (PostgreSQL target).
  *
- * Scopes on indexed columns (own, unit, subtree, shared, pool, parent, one assigned attribute)
- * become index arms P, their job gates folded in (indexArm). The other scopes (filters, `all`,
- * temporary grants, combined attributes) become arms Q, checked per row, as `(SELECT gate) AND
- * scope`. With
+ * Scopes on indexed columns (own, unit, subtree, shared, pool, parent, assigned) become index
+ * arms P, their job gates folded in (indexArm). The other scopes (filters, `all`, temporary
+ * grants) become arms Q, checked per row, as `(SELECT gate) AND scope`. With
  * both kinds the predicate is
  *
  *   (P OR (key >= (SELECT CASE WHEN G THEN <min> END) AND key <= <max>))
  *   AND (NOT (SELECT G) OR P OR Q)
  *
  * where G, `pgwarden.row_checked(person, table, command)`, says whether any Q arm can match
- * for this person (they hold a filter job, have a grant, a combined assignment; pgwarden.row_checks,
+ * for this person (they hold a filter job, have a grant; pgwarden.row_checks,
  * written by apply from rowChecks()). The first part is one BitmapOr of index scans: the key
  * range is empty unless G, so a rep's count reads the owner index, not the table. The second
  * part is decided once per statement for people without Q scopes; the others check P or Q per
@@ -460,10 +463,9 @@ function indexablePredicate(ctx: PredicateContext, rules: readonly Rule[]): Sql 
 export function rowChecks(
   table: TableModel,
   command: PredicateContext['access'],
-): { jobs: string[]; grants: boolean; assigned: { jobs: string[]; attribute: string }[] } | null {
+): { jobs: string[]; grants: boolean } | null {
   const jobs: string[] = [];
   let grants = false;
-  const assigned: { jobs: string[]; attribute: string }[] = [];
   let any = false;
   for (const r of table.rules) {
     if (!r.commands.includes(command)) continue;
@@ -473,15 +475,10 @@ export function rowChecks(
         any = true;
       } else if (s.kind === 'granted' && table.grantable.length > 0) {
         grants = any = true;
-      } else if (s.kind === 'assigned' && s.match.length > 1) {
-        // a combined attribute scope is checked row by row (indexArm)
-        const attribute = s.match[0]?.attribute;
-        if (attribute) assigned.push({ jobs: [...r.jobs], attribute });
-        any = true;
       }
     }
   }
-  return any ? { jobs: jobs.sort(), grants, assigned } : null;
+  return any ? { jobs: jobs.sort(), grants } : null;
 }
 
 function uniqueSql(parts: readonly Sql[]): Sql[] {

@@ -109,6 +109,10 @@ export interface LiveIndex {
   leadingColumn: string | null;
   /** the first key column is indexed in the database's default collation (or is not text) */
   defaultCollation: boolean;
+  /** the key columns in order ('' for an expression) */
+  columns: string[];
+  /** per key column: indexed in the default collation (or not text) */
+  defaultCollations: boolean[];
   valid: boolean;
   partial: boolean;
 }
@@ -367,6 +371,11 @@ async function readFacts(db: Db, targets: LintTargets): Promise<LintFacts> {
     SELECT n.nspname AS schema, c.relname AS table, ic.relname AS name,
       (SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = i.indkey[0] AND i.indkey[0] > 0) AS "leadingColumn",
       i.indcollation[0] IN (0, 100) AS "defaultCollation",
+      ARRAY(SELECT COALESCE(a.attname::text, '') FROM pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+            LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum AND k.attnum > 0
+            WHERE k.n <= i.indnkeyatts ORDER BY k.n) AS columns,
+      ARRAY(SELECT k.coll IN (0, 100) FROM pg_catalog.unnest(i.indcollation::oid[]) WITH ORDINALITY AS k(coll, n)
+            WHERE k.n <= i.indnkeyatts ORDER BY k.n) AS "defaultCollations",
       i.indisvalid AS valid, i.indpred IS NOT NULL AS partial
     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
     JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
