@@ -408,7 +408,7 @@ function indexArm(ctx: PredicateContext, scope: Scope, jobs: readonly string[]):
  * both kinds the predicate is
  *
  *   (P OR (key >= (SELECT CASE WHEN G THEN <min> END) AND key <= <max>))
- *   AND (NOT (SELECT G) OR P OR Q)
+ *   AND (NOT (SELECT G) OR Q OR P OR Q_grants)
  *
  * where G, `pgwarden.row_checked(person, table, command)`, says whether any Q arm can match
  * for this person (they hold a filter job, have a grant; pgwarden.row_checks,
@@ -421,6 +421,8 @@ function indexArm(ctx: PredicateContext, scope: Scope, jobs: readonly string[]):
 function indexablePredicate(ctx: PredicateContext, rules: readonly Rule[]): Sql {
   const arms: Sql[] = [];
   const residual: Sql[] = [];
+  // temporary and team grants: a subquery per row for people with grants, so checked last
+  const grantArms: Sql[] = [];
   for (const r of rules) {
     for (const scope of r.scopes) {
       // one arm per rule and scope: a rule that loses a scope loses an OR branch, which the
@@ -433,7 +435,7 @@ function indexablePredicate(ctx: PredicateContext, rules: readonly Rule[]): Sql 
       if (scope.kind === 'granted' && ctx.table.grantable.length === 0) continue;
       const pred = scopePredicate(ctx, scope);
       const gate = jobGate(ctx, r.jobs, scope.kind === 'filter' || scope.kind === 'all');
-      residual.push(
+      (scope.kind === 'granted' ? grantArms : residual).push(
         gate === null
           ? pred
           : scope.kind === 'all'
@@ -444,16 +446,20 @@ function indexablePredicate(ctx: PredicateContext, rules: readonly Rule[]): Sql 
   }
   const p = uniqueSql(arms);
   const q = uniqueSql(residual);
-  if (q.length === 0) return orArms(p);
+  const qGrants = uniqueSql(grantArms);
+  if (q.length + qGrants.length === 0) return orArms(p);
   const range = KEY_RANGES[ctx.table.keyType.toLowerCase()];
-  if (p.length === 0 || !range) return orArms([...p, ...q]);
+  if (p.length === 0 || !range) return orArms([...p, ...q, ...qGrants]);
   // G, from pgwarden.row_checks (rowChecks below): its text does not change with the rules, so
   // that removing a row-by-row scope stays a removed OR branch for the narrowing proof
   const g = sql`${pw('row_checked')}(${ctx.person}, ${literal(ctx.table.name)}, ${literal(ctx.access)})`;
   const key = col(ctx.table, ctx.table.key);
   const t = typeName(ctx.table.keyType);
   const open = sql`(${key} >= (SELECT CASE WHEN ${g} THEN ${literal(range[0])}::${t} END) AND ${key} <= ${literal(range[1])}::${t})`;
-  return sql`(${orArms([...p, open])})\n  AND (NOT (SELECT ${g})\n    OR ${join([...p, ...q], '\n    OR ')})`;
+  // Only people with row-by-row scopes evaluate this second part row by row: their own
+  // filters first (a support agent's `status = 'active'` decides most rows at once), then the
+  // index arms, then the grants' subquery.
+  return sql`(${orArms([...p, open])})\n  AND (NOT (SELECT ${g})\n    OR ${join([...q, ...p, ...qGrants], '\n    OR ')})`;
 }
 
 /**
