@@ -104,8 +104,12 @@ describe('attribute assignments', () => {
     expect(qual).toContain(
       `region = ANY ((( SELECT CASE WHEN pgwarden.has_any_job(pgwarden.caller(), ARRAY['sales_rep'::text, 'sales_manager'::text]) THEN pgwarden.assigned(pgwarden.caller(), 'region'::text) ELSE NULL::text[] END AS "case") COLLATE "default"))`,
     );
-    expect(qual).toContain(`region >= ( SELECT min((pgw_assigned.v COLLATE "default")) AS min`);
-    expect(qual).toContain(`region <= ( SELECT max((pgw_assigned.v COLLATE "default")) AS max`);
+    expect(qual).toContain(
+      `region >= (( SELECT pgwarden.assigned_min(pgwarden.caller(), 'region'::text) AS assigned_min) COLLATE "default")`,
+    );
+    expect(qual).toContain(
+      `region <= (( SELECT pgwarden.assigned_max(pgwarden.caller(), 'region'::text) AS assigned_max) COLLATE "default")`,
+    );
     // not behind row_checked(): an assignment opens nobody's key range
     const [rc] = await t.sql<{ assigned: unknown[] }[]>`
       SELECT assigned FROM pgwarden.row_checks WHERE table_name = 'customers' AND command = 'select'`;

@@ -125,6 +125,8 @@ export const PEOPLE_FUNCTIONS: readonly { name: string; args: string[] }[] = [
   { name: 'alerts_since', args: ['timestamp with time zone'] },
   // assignments and teams (sql/010)
   { name: 'assigned', args: ['name', 'text'] },
+  { name: 'assigned_min', args: ['name', 'text'] },
+  { name: 'assigned_max', args: ['name', 'text'] },
   {
     name: 'assign',
     args: ['text', 'text', 'text[]', 'timestamp with time zone', 'timestamp with time zone'],
@@ -164,6 +166,8 @@ export const VIEW_OWNER_FUNCTIONS: readonly { name: string; args: string[] }[] =
       'shared_keys',
       'grant_filters',
       'assigned',
+      'assigned_min',
+      'assigned_max',
       'read_cap',
       'count_read',
       'mask_phone',

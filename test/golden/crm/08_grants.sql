@@ -171,6 +171,18 @@ GRANT EXECUTE ON FUNCTION "pgwarden"."assigned"(name, text) TO "crm_api_owner";
 -- EXECUTE on function "pgwarden"."assigned"(name, text) to "crm_people"
 GRANT EXECUTE ON FUNCTION "pgwarden"."assigned"(name, text) TO "crm_people";
 
+-- EXECUTE on function "pgwarden"."assigned_max"(name, text) to "crm_api_owner"
+GRANT EXECUTE ON FUNCTION "pgwarden"."assigned_max"(name, text) TO "crm_api_owner";
+
+-- EXECUTE on function "pgwarden"."assigned_max"(name, text) to "crm_people"
+GRANT EXECUTE ON FUNCTION "pgwarden"."assigned_max"(name, text) TO "crm_people";
+
+-- EXECUTE on function "pgwarden"."assigned_min"(name, text) to "crm_api_owner"
+GRANT EXECUTE ON FUNCTION "pgwarden"."assigned_min"(name, text) TO "crm_api_owner";
+
+-- EXECUTE on function "pgwarden"."assigned_min"(name, text) to "crm_people"
+GRANT EXECUTE ON FUNCTION "pgwarden"."assigned_min"(name, text) TO "crm_people";
+
 -- EXECUTE on function "pgwarden"."assignment_list"() to "crm_people"
 GRANT EXECUTE ON FUNCTION "pgwarden"."assignment_list"() TO "crm_people";
 
