@@ -471,9 +471,9 @@ export function checkLive(model: Model, facts: LintFacts, options: CompileOption
     if (!lt) continue;
     for (const [column, why] of scopeColumns(model, t)) {
       const leading = facts.indexes.filter(
-        (i) => i.schema === prot && i.table === t.table && i.valid && i.leadingColumn === column,
+        (i) => i.schema === prot && i.table === t.table && i.valid && i.columns[0] === column,
       );
-      if (leading.some((i) => i.defaultCollation)) continue;
+      if (leading.some((i) => i.defaultCollations[0])) continue;
       // the policies compare text in the default collation (the helpers' results would be "C")
       const collate = leading.length > 0 ? sql` COLLATE pg_catalog."default"` : sql``;
       const name = leading.length > 0 ? null : indexName(t.table, column);

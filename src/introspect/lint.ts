@@ -105,11 +105,7 @@ export interface LiveIndex {
   schema: string;
   table: string;
   name: string;
-  /** the first key column, null for an expression */
-  leadingColumn: string | null;
-  /** the first key column is indexed in the database's default collation (or is not text) */
-  defaultCollation: boolean;
-  /** the key columns in order ('' for an expression) */
+  /** the key columns in order ('' for an expression); the first one leads */
   columns: string[];
   /** per key column: indexed in the default collation (or not text) */
   defaultCollations: boolean[];
@@ -369,8 +365,6 @@ async function readFacts(db: Db, targets: LintTargets): Promise<LintFacts> {
 
   const indexes = await db<LiveIndex[]>`
     SELECT n.nspname AS schema, c.relname AS table, ic.relname AS name,
-      (SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = i.indkey[0] AND i.indkey[0] > 0) AS "leadingColumn",
-      i.indcollation[0] IN (0, 100) AS "defaultCollation",
       ARRAY(SELECT COALESCE(a.attname::text, '') FROM pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum AND k.attnum > 0
             WHERE k.n <= i.indnkeyatts ORDER BY k.n) AS columns,
