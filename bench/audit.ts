@@ -84,7 +84,7 @@ export interface AuditBenchResult {
   auditRecords: { row: number; pgwarden: number };
   seal: { records: number; ms: number; calls: number };
   breakdown: BreakdownRow[];
-  /** pgwarden bulk update with every non-primary-key index of records dropped (rolled back). */
+  /** pgwarden bulk update with every non-primary-key index of its data log dropped (rolled back). */
   noSecondaryIndexes?: { executionMs: number; triggerMs: number; dropped?: string[] };
   /** Diagnostics that were skipped, and why. */
   diagnosticNotes?: string[];
@@ -530,7 +530,7 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
       breakdown.push({ variant: v, statement: 'update 1 row', ...(await fresh(v)) });
     }
     // The two diagnostics below edit pgwarden's objects (rolled back). They depend on the shape
-    // of the generated trigger and of pgwarden_audit.records, so a failure is reported as a
+    // of the generated trigger and of the data log, so a failure is reported as a
     // note and skipped instead of failing the whole run.
     const notes: string[] = [];
     try {
@@ -549,16 +549,18 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
     });
     let noSecondaryIndexes: AuditBenchResult['noSecondaryIndexes'];
     try {
-      // every index of records except the primary key (now only the sealer's txid index)
+      // every index of the customers' data log (sql/018): only the sealer's txid index
       const idx = await dbs.pgwarden<{ name: string }[]>`
         SELECT c.relname AS name
         FROM pg_catalog.pg_index i
         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = 'pgwarden_audit.records'::regclass AND NOT i.indisprimary
+        WHERE i.indrelid = 'pgwarden_audit.data_customers'::regclass AND NOT i.indisprimary
         ORDER BY 1`;
       const dropped = idx.map((r) => r.name);
       if (dropped.length === 0) {
-        notes.push('skipped "records w/o secondary indexes": records has no secondary index');
+        notes.push(
+          'skipped "data log w/o secondary indexes": data_customers has no secondary index',
+        );
       } else {
         const e = await explain(
           dbs.pgwarden,
@@ -568,7 +570,7 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
         noSecondaryIndexes = { executionMs: e.executionMs, triggerMs: e.triggerMs, dropped };
       }
     } catch (e) {
-      notes.push(`skipped "records w/o secondary indexes": ${errorText(e)}`);
+      notes.push(`skipped "data log w/o secondary indexes": ${errorText(e)}`);
     }
     for (const n of notes) log(`diagnostic ${n}`);
 
@@ -716,7 +718,7 @@ export function formatReport(r: AuditBenchResult): string {
   if (r.noSecondaryIndexes) {
     const n = r.noSecondaryIndexes;
     bd.push([
-      `update ${o.scale}, pgwarden, records w/o ${n.dropped ? `index ${n.dropped.join(', ')}` : 'its secondary indexes'}`,
+      `update ${o.scale}, pgwarden, data log w/o ${n.dropped ? `index ${n.dropped.join(', ')}` : 'its secondary indexes'}`,
       fmtMs(n.executionMs),
       fmtMs(n.triggerMs),
       `${((100 * n.triggerMs) / n.executionMs).toFixed(0)}%`,

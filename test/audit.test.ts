@@ -26,6 +26,21 @@ const records = async (where: string) =>
     actor: string;
     authenticator: string;
   }[];
+/** The table behind the records view that holds record `id`: the events or a data log. */
+const holder = async (db: postgres.Sql | postgres.TransactionSql, id: number) => {
+  const logs = await db<{ log: string }[]>`SELECT log FROM pgwarden_audit.data_logs ORDER BY log`;
+  for (const table of ['events', ...logs.map((l) => l.log)]) {
+    const found = await db.unsafe(`SELECT 1 FROM pgwarden_audit."${table}" WHERE id = $1`, [id]);
+    if (found.length > 0) return `pgwarden_audit."${table}"`;
+  }
+  throw new Error(`record ${id} is in no audit table`);
+};
+const auditTables = async (db: postgres.Sql | postgres.TransactionSql) => [
+  'pgwarden_audit.events',
+  ...(await db<{ log: string }[]>`SELECT log FROM pgwarden_audit.data_logs ORDER BY log`).map(
+    (l) => `pgwarden_audit."${l.log}"`,
+  ),
+];
 const maxId = async () =>
   Number((await t.sql`SELECT COALESCE(max(id), 0)::int AS m FROM pgwarden_audit.records`)[0]?.m);
 
@@ -180,9 +195,15 @@ describe('append-only for everyone', () => {
         `INSERT INTO pgwarden_audit.records (kind, operation, actor, authenticator) VALUES ('data', 'X', 'x', 'x')`,
         'UPDATE pgwarden_audit.records SET person = NULL',
         'DELETE FROM pgwarden_audit.records',
-        'TRUNCATE pgwarden_audit.records',
         'DELETE FROM pgwarden_audit.chain',
-        'ALTER TABLE pgwarden_audit.records DISABLE TRIGGER ALL',
+        // the tables behind the records view: the events and a data log (sql/018)
+        ...['events', 'data_customers'].flatMap((tbl) => [
+          `INSERT INTO pgwarden_audit.${tbl} (recorded_at, actor, authenticator) VALUES (now(), 'x', 'x')`,
+          `UPDATE pgwarden_audit.${tbl} SET person = NULL`,
+          `DELETE FROM pgwarden_audit.${tbl}`,
+          `TRUNCATE pgwarden_audit.${tbl}`,
+          `ALTER TABLE pgwarden_audit.${tbl} DISABLE TRIGGER ALL`,
+        ]),
         'ALTER TABLE crm.customers DISABLE TRIGGER ALL',
         'SET session_replication_role = replica',
       ]) {
@@ -197,6 +218,8 @@ describe('append-only for everyone', () => {
   it('crm_app itself cannot either', async () => {
     for (const stmt of [
       'DELETE FROM pgwarden_audit.records',
+      'DELETE FROM pgwarden_audit.data_customers',
+      'TRUNCATE pgwarden_audit.events',
       'TRUNCATE pgwarden_audit.chain',
       'SET session_replication_role = replica',
     ]) {
@@ -315,27 +338,43 @@ describe('tampering by a superuser is detected', () => {
     const ids = (
       await t.sql`SELECT record_id::int AS id FROM pgwarden_audit.chain ORDER BY seq`
     ).map((r) => r.id as number);
-    const edited = ids[10] as number;
-    const deleted = ids[20] as number;
+    // one record of each kind of table behind the view: a row change in a data log, an event
+    const inLog = async (id: number) => (await holder(t.sql, id)) !== 'pgwarden_audit."events"';
+    let editedId = ids[10] as number;
+    for (const id of ids.slice(10)) {
+      if (await inLog(id)) {
+        editedId = id;
+        break;
+      }
+    }
+    let deleted = ids[20] as number;
+    for (const id of ids.slice(20)) {
+      if (!(await inLog(id))) {
+        deleted = id;
+        break;
+      }
+    }
+    const forgedFrom = ids[30] as number;
     await t.sql.begin(async (tx) => {
-      await tx.unsafe('ALTER TABLE pgwarden_audit.records DISABLE TRIGGER USER');
-      await tx.unsafe('ALTER TABLE pgwarden_audit.chain DISABLE TRIGGER USER');
-      await tx`UPDATE pgwarden_audit.records SET person = 'nobody' WHERE id = ${edited}`;
-      await tx`DELETE FROM pgwarden_audit.records WHERE id = ${deleted}`;
-      // an inserted record placed among old ones
-      await tx`INSERT INTO pgwarden_audit.records (id, recorded_at, kind, operation, table_name, row_key, actor, authenticator, txid, statement_at)
-        OVERRIDING SYSTEM VALUE
-        SELECT ${ids[30] as number} * 1000, r.recorded_at, 'data', 'DELETE', 'crm.customers', '1', 'alice', 'alice', r.txid, r.statement_at
-        FROM pgwarden_audit.records r WHERE r.id = ${ids[30] as number}`;
+      const tables = await auditTables(tx);
+      for (const tbl of [...tables, 'pgwarden_audit.chain'])
+        await tx.unsafe(`ALTER TABLE ${tbl} DISABLE TRIGGER USER`);
+      await tx.unsafe(`UPDATE ${await holder(tx, editedId)} SET person = 'nobody' WHERE id = $1`, [
+        editedId,
+      ]);
+      await tx.unsafe(`DELETE FROM ${await holder(tx, deleted)} WHERE id = $1`, [deleted]);
+      // a row change forged into the customers' data log, placed among old records
+      await tx`INSERT INTO pgwarden_audit.data_customers (id, recorded_at, op, key, actor, authenticator, txid, statement_at)
+        SELECT ${forgedFrom} * 1000, r.recorded_at, 'D', 1, 'alice', 'alice', r.txid, r.statement_at
+        FROM pgwarden_audit.records r WHERE r.id = ${forgedFrom}`;
       // the tail: the last three records and their links
       const tail = ids.slice(-3);
-      await tx`DELETE FROM pgwarden_audit.records WHERE id = ANY (${tail})`;
+      for (const id of tail)
+        await tx.unsafe(`DELETE FROM ${await holder(tx, id)} WHERE id = $1`, [id]);
       await tx`DELETE FROM pgwarden_audit.chain WHERE record_id = ANY (${tail})`;
-      for (const tbl of ['records', 'chain']) {
-        await tx.unsafe(`ALTER TABLE pgwarden_audit.${tbl} ENABLE ALWAYS TRIGGER append_only`);
-        await tx.unsafe(
-          `ALTER TABLE pgwarden_audit.${tbl} ENABLE ALWAYS TRIGGER append_only_truncate`,
-        );
+      for (const tbl of [...tables, 'pgwarden_audit.chain']) {
+        await tx.unsafe(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER append_only`);
+        await tx.unsafe(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER append_only_truncate`);
       }
     });
     const r = await verify(t.sql, { anchor: head });
@@ -343,13 +382,13 @@ describe('tampering by a superuser is detected', () => {
     const kinds = r.problems.map((p) => `${p.kind} ${p.recordId ?? p.seq}`);
     expect(kinds).toEqual(
       expect.arrayContaining([
-        `edited ${edited}`,
+        `edited ${editedId}`,
         `missing_record ${deleted}`,
-        `not_in_chain ${(ids[30] as number) * 1000}`,
+        `not_in_chain ${forgedFrom * 1000}`,
         `tail_cut ${head.seq}`,
       ]),
     );
-    expect(r.problems[0]?.message).toContain(`record ${edited}`);
+    expect(r.problems.find((p) => p.kind === 'edited')?.message).toContain(`record ${editedId}`);
     // without the anchor the cut tail is invisible; with it, it is not
     expect((await verify(t.sql)).problems.some((p) => p.kind === 'tail_cut')).toBe(false);
     // the sealer refuses to legitimise the inserted record
@@ -378,19 +417,18 @@ describe('a rewritten chain', () => {
     const [victim] =
       await t.sql`SELECT record_id::int AS id FROM pgwarden_audit.chain WHERE seq = 3`;
     await t.sql.begin(async (tx) => {
-      await tx.unsafe('ALTER TABLE pgwarden_audit.records DISABLE TRIGGER USER');
+      const table = await holder(tx, victim?.id as number);
+      await tx.unsafe(`ALTER TABLE ${table} DISABLE TRIGGER USER`);
       await tx.unsafe('ALTER TABLE pgwarden_audit.chain DISABLE TRIGGER USER');
-      await tx`UPDATE pgwarden_audit.records SET person = 'someone else' WHERE id = ${victim?.id as number}`;
+      await tx.unsafe(`UPDATE ${table} SET person = 'someone else' WHERE id = $1`, [
+        victim?.id as number,
+      ]);
       await tx`DELETE FROM pgwarden_audit.chain`;
       await tx`UPDATE pgwarden_audit.seal_state SET horizon = NULL`;
-      await tx.unsafe('ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only');
-      await tx.unsafe(
-        'ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only_truncate',
-      );
-      await tx.unsafe('ALTER TABLE pgwarden_audit.chain ENABLE ALWAYS TRIGGER append_only');
-      await tx.unsafe(
-        'ALTER TABLE pgwarden_audit.chain ENABLE ALWAYS TRIGGER append_only_truncate',
-      );
+      for (const tbl of [table, 'pgwarden_audit.chain']) {
+        await tx.unsafe(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER append_only`);
+        await tx.unsafe(`ALTER TABLE ${tbl} ENABLE ALWAYS TRIGGER append_only_truncate`);
+      }
     });
     await seal(t.sql);
     const withoutAnchor = await verify(t.sql);

@@ -464,9 +464,13 @@ describe('the audit log from the command line', () => {
       const lastMonth = new Date();
       lastMonth.setUTCDate(1);
       lastMonth.setUTCMonth(lastMonth.getUTCMonth() - 1);
-      await d.sql`INSERT INTO pgwarden_audit.records (recorded_at, kind, operation, table_name, row_key, actor, authenticator, statement_at)
-        SELECT ${lastMonth.toISOString()}::timestamptz + g * interval '1 hour', 'data', 'UPDATE', 'crm.customers', g::text, 'postgres', 'postgres', ${lastMonth.toISOString()}::timestamptz
-        FROM generate_series(1, 5) g`;
+      // (three row changes in the customers' data log, two permission changes in the events)
+      await d.sql`INSERT INTO pgwarden_audit.data_customers (recorded_at, op, key, actor, authenticator, txid, statement_at, o_status, n_status)
+        SELECT ${lastMonth.toISOString()}::timestamptz + g * interval '1 hour', 'U', g, 'postgres', 'postgres', pg_current_xact_id(), ${lastMonth.toISOString()}::timestamptz, 'lead', 'active'
+        FROM generate_series(1, 3) g`;
+      await d.sql`INSERT INTO pgwarden_audit.events (recorded_at, kind, operation, table_name, row_key, actor, authenticator, statement_at)
+        SELECT ${lastMonth.toISOString()}::timestamptz + g * interval '1 hour', 'permission', 'UPDATE', 'pgwarden.people', g::text, 'postgres', 'postgres', ${lastMonth.toISOString()}::timestamptz
+        FROM generate_series(4, 5) g`;
       expect((await cli(['audit', 'seal', ...u])).stdout).toMatch(/sealed \d+ record\(s\)/);
       const anchorText = (await cli(['audit', 'anchor', ...u])).stdout.trim();
       const a = JSON.parse(anchorText) as { seq: number; hash: string };
@@ -543,19 +547,20 @@ describe('the audit log from the command line', () => {
       expect(json.records).toHaveLength(json.count);
 
       // tampering: a superuser edits a sealed record
+      // (link 5 is the last of last month's history: a permission change, in the events)
       await d.sql.begin(async (tx) => {
-        await tx.unsafe('ALTER TABLE pgwarden_audit.records DISABLE TRIGGER append_only');
-        await tx`UPDATE pgwarden_audit.records SET person = 'mallory' WHERE id = (SELECT record_id FROM pgwarden_audit.chain WHERE seq = 5)`;
-        await tx.unsafe('ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only');
+        await tx.unsafe('ALTER TABLE pgwarden_audit.events DISABLE TRIGGER append_only');
+        await tx`UPDATE pgwarden_audit.events SET person = 'mallory' WHERE id = (SELECT record_id FROM pgwarden_audit.chain WHERE seq = 5)`;
+        await tx.unsafe('ALTER TABLE pgwarden_audit.events ENABLE ALWAYS TRIGGER append_only');
       });
       const bad = await cli(['audit', 'verify', '--anchor', anchorText, ...u]);
       expect(bad.code).toBe(2);
       expect(bad.stdout).toContain('TAMPERED');
       expect(bad.stdout).toMatch(/record \d+ \(chain link 5\) does not match its hash/);
       await d.sql.begin(async (tx) => {
-        await tx.unsafe('ALTER TABLE pgwarden_audit.records DISABLE TRIGGER append_only');
-        await tx`UPDATE pgwarden_audit.records SET person = NULL WHERE person = 'mallory'`;
-        await tx.unsafe('ALTER TABLE pgwarden_audit.records ENABLE ALWAYS TRIGGER append_only');
+        await tx.unsafe('ALTER TABLE pgwarden_audit.events DISABLE TRIGGER append_only');
+        await tx`UPDATE pgwarden_audit.events SET person = NULL WHERE person = 'mallory'`;
+        await tx.unsafe('ALTER TABLE pgwarden_audit.events ENABLE ALWAYS TRIGGER append_only');
       });
 
       // archiving: only months that are over; a verifiable file; the partition detached and kept
@@ -603,6 +608,14 @@ describe('the audit log from the command line', () => {
       const [kept] =
         await d.sql`SELECT to_regclass(${`pgwarden_audit.${month}`}) IS NOT NULL AS kept`;
       expect(kept?.kept).toBe(true);
+      // the customers' data log's partition of the month went with it, detached and kept too
+      const logPart = `pgwarden_audit.${month.replace(/^records/, 'data_customers')}`;
+      const [lp] = await d.sql`SELECT to_regclass(${logPart}) IS NOT NULL AS kept,
+        EXISTS (SELECT FROM pg_inherits WHERE inhrelid = to_regclass(${logPart})) AS attached`;
+      expect(lp).toEqual({ kept: true, attached: false });
+      await expect(d.sql.unsafe(`DELETE FROM ${logPart}`)).rejects.toMatchObject({
+        code: '42501',
+      });
       const after = await cli(['audit', 'verify', ...u]);
       expect(after.code, after.stdout).toBe(0);
       expect(after.stdout).toMatch(/\(\d+ archived\)/);

@@ -39,6 +39,22 @@ export interface CatalogMigrationObject {
   sql: string;
 }
 
+/**
+ * The typed data log of a protected table (pgwarden_audit.<log>, sql/018): created, or widened
+ * with the columns it lacks, by pgwarden_audit.ensure_data_log(); never narrowed or dropped,
+ * since it holds audit records.
+ */
+export interface AuditLogObject {
+  kind: 'audit_log';
+  log: string;
+  schema: string;
+  table: string;
+  key: string;
+  /** per table column: its old and new value columns in the log; hashed: keyed hashes (bytea) */
+  columns: readonly { column: string; old: string; new: string; hashed: boolean }[];
+  owner: string;
+}
+
 /** A row of one of pgwarden's own tables that the model owns. */
 export interface CatalogRowObject {
   kind: 'catalog_row';
@@ -164,6 +180,7 @@ export type CatalogObject =
   | SchemaObject
   | CatalogMigrationObject
   | CatalogRowObject
+  | AuditLogObject
   | TableOwnerObject
   | RlsObject
   | FunctionObject
@@ -183,6 +200,7 @@ export const KIND_RANK: { readonly [K in ObjectKind]: number } = {
   schema: 20,
   catalog: 30,
   catalog_row: 35,
+  audit_log: 37,
   table_owner: 40,
   revoke_public: 45,
   rls: 50,
@@ -217,6 +235,8 @@ export function objectKey(o: CatalogObject): string {
       return `catalog:${String(o.version).padStart(3, '0')}`;
     case 'catalog_row':
       return `catalog_row:${o.table}:${o.key}`;
+    case 'audit_log':
+      return `audit_log:${o.log}`;
     case 'table_owner':
       return `table_owner:${o.schema}.${o.table}`;
     case 'rls':

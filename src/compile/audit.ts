@@ -10,6 +10,7 @@
  * values. One INSERT statement per trigger call.
  */
 import type {
+  AuditLogObject,
   CatalogMigrationObject,
   CatalogObject,
   FunctionObject,
@@ -58,6 +59,48 @@ export function auditFunctionName(table: TableModel): string {
   let h = 0;
   for (const ch of table.name) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
   return `changed_${h.toString(16).padStart(8, '0')}`;
+}
+
+function shortHash(text: string): string {
+  let h = 0;
+  for (const ch of text) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
+/**
+ * The typed data log of a protected table (sql/018): `data_<table>`, or `data_<hash>` when the
+ * name would leave no room for a partition suffix (`_YYYY_MM`, `_default`) within 63 bytes.
+ */
+export function dataLogName(table: TableModel): string {
+  const name = `data_${table.table}`;
+  return Buffer.byteLength(name, 'utf8') <= 55 ? name : `data_${shortHash(table.table)}`;
+}
+
+/** The value columns of `column` in its data log: o_/n_ for values, oh_/nh_ for keyed hashes. */
+export function dataLogColumns(
+  table: TableModel,
+  column: string,
+): { column: string; old: string; new: string; hashed: boolean } {
+  const hashed = table.sensitive.includes(column);
+  const name = (side: string) => {
+    const n = `${side}${hashed ? 'h' : ''}_${column}`;
+    return Buffer.byteLength(n, 'utf8') <= 63
+      ? n
+      : `${side}${hashed ? 'h' : ''}_${shortHash(column)}`;
+  };
+  return { column, old: name('o'), new: name('n'), hashed };
+}
+
+function dataLogObject(model: Model, table: TableModel, roles: RoleNames): AuditLogObject {
+  return {
+    kind: 'audit_log',
+    log: dataLogName(table),
+    schema: model.schemas.protected,
+    table: table.table,
+    key: table.key,
+    columns: table.columns.map((c) => dataLogColumns(table, c.name)),
+    owner: roles.auditOwner,
+  };
 }
 
 /** Text of a value that does not depend on TimeZone, DateStyle or extra_float_digits. */
@@ -129,20 +172,129 @@ ALTER TABLE ${t} ENABLE ALWAYS TRIGGER append_only_truncate;`,
   };
 }
 
-function tableAuditFunction(
-  model: Model,
-  table: TableModel,
-  roles: RoleNames,
-  target: Target = 'postgres',
-): FunctionObject {
-  // Citus: a row trigger (statement triggers fire once per shard there, and INSERT ... SELECT
-  // from a transition table into a distributed table fails) writing to the co-located table
-  const row = target === 'citus';
+/** The keyed hash of a sensitive value as stored in a data log: 16 bytes (NULL stays NULL). */
+function hashed(table: TableModel, alias: string, column: string): Sql {
+  const c = sql`${unsafeRaw(alias)}.${ident(column)}`;
+  const type = table.columns.find((x) => x.name === column)?.type ?? null;
+  return sql`pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(${stableText(c, type)}, 'UTF8')), 1, 16)`;
+}
+
+/**
+ * The trigger function of a protected table (PostgreSQL target): one INSERT per trigger call
+ * into the table's typed data log (sql/018), with no jsonb on the write path. INSERT and
+ * DELETE store every column of the row, UPDATE the old and new values of the changed columns
+ * only (NULL on both sides: unchanged); sensitive columns as 16-byte keyed hashes.
+ */
+function dataLogFunction(model: Model, table: TableModel, roles: RoleNames): FunctionObject {
+  const name = `${model.schemas.protected}.${table.table}`;
+  const log = qualified(AUDIT_SCHEMA, dataLogName(table));
+  const pairs = table.columns.map((c) => dataLogColumns(table, c.name));
+  const key = ident(table.key);
+  const value = (alias: string, column: string, isHashed: boolean) =>
+    isHashed ? hashed(table, alias, column) : sql`${unsafeRaw(alias)}.${ident(column)}`;
+  const insert = (
+    op: 'I' | 'U' | 'D',
+    keyExpr: Sql,
+    targets: Sql[],
+    values: Sql[],
+    from: Sql,
+    p: { actor: Sql; chg: Sql; at: Sql; tx: Sql; st: Sql },
+  ) => {
+    // an approved change (sql/011, 012): the requester's change, approved by the approver
+    const approved = sql`${p.chg} IS NOT NULL AND ${keyExpr}::text = ${p.chg} ->> 'row_key'`;
+    return sql`INSERT INTO ${log} (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, ${join(targets, ', ')})
+      SELECT ${p.at}, ${literal(op)}, ${keyExpr}, COALESCE(CASE WHEN ${approved} THEN ${p.chg} ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = ${p.actor} AND p.active)), ${p.actor}, session_user, ${p.tx}, ${p.st}, CASE WHEN ${approved} THEN ${p.chg} - 'row_key' END,
+        ${join(values, ',\n        ')}
+      FROM ${from}`;
+  };
+  const vars = {
+    actor: unsafeRaw('actor'),
+    chg: unsafeRaw('chg'),
+    at: unsafeRaw('at'),
+    tx: unsafeRaw('tx'),
+    st: unsafeRaw('st'),
+  };
+  const params = {
+    actor: unsafeRaw('$1::name'),
+    chg: unsafeRaw('$2::jsonb'),
+    at: unsafeRaw('$3::timestamptz'),
+    tx: unsafeRaw('$4::xid8'),
+    st: unsafeRaw('$5::timestamptz'),
+  };
+  const image = (op: 'I' | 'D', alias: string, from: Sql) =>
+    insert(
+      op,
+      sql`${unsafeRaw(alias)}.${key}`,
+      pairs.map((x) => ident(op === 'I' ? x.new : x.old)),
+      pairs.map((x) => value(alias, x.column, x.hashed)),
+      from,
+      vars,
+    );
+  const changed = (c: string) => sql`o.${ident(c)} IS DISTINCT FROM n.${ident(c)}`;
+  const update = (p: typeof vars) =>
+    insert(
+      'U',
+      sql`COALESCE(n.${key}, o.${key})`,
+      pairs.flatMap((x) => [ident(x.old), ident(x.new)]),
+      pairs.flatMap((x) => [
+        sql`CASE WHEN ${changed(x.column)} THEN ${value('o', x.column, x.hashed)} END`,
+        sql`CASE WHEN ${changed(x.column)} THEN ${value('n', x.column, x.hashed)} END`,
+      ]),
+      sql`old_rows o FULL JOIN new_rows n ON o.${key} = n.${key}`,
+      p,
+    );
+  // A large UPDATE is planned for its own size (dynamic SQL), so that its plan is never the one
+  // cached for the single-row updates that follow in the same session.
+  const body = sql`
+DECLARE
+  actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
+                     ELSE pg_catalog.current_setting('role')::name END;
+  chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
+                    THEN pgwarden_audit.applying_change() END;
+  at timestamptz := pg_catalog.clock_timestamp();
+  tx xid8 := pg_catalog.pg_current_xact_id();
+  st timestamptz := pg_catalog.statement_timestamp();
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    ${image('I', 'n', unsafeRaw('new_rows n'))};
+  ELSIF TG_OP = 'UPDATE' THEN
+    IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
+      EXECUTE ${literal(update(params).text)} USING actor, chg, at, tx, st;
+    ELSE
+      ${update(vars)};
+    END IF;
+  ELSE
+    ${image('D', 'o', unsafeRaw('old_rows o'))};
+  END IF;
+  RETURN NULL;
+END
+`;
+  return {
+    kind: 'function',
+    schema: AUDIT_SCHEMA,
+    name: auditFunctionName(table),
+    args: [],
+    returns: 'trigger',
+    language: 'plpgsql',
+    volatility: 'volatile',
+    securityDefiner: true,
+    owner: roles.auditOwner,
+    body: body.text,
+    comment: `pgwarden: records every row change of ${name} in its audit log ${dataLogName(table)}`,
+  };
+}
+
+/**
+ * The Citus target's trigger function of a protected table: a row trigger (statement triggers
+ * fire once per shard there, and INSERT ... SELECT from a transition table into a distributed
+ * table fails) writing jsonb records to the co-located table (docs/distributed.md).
+ */
+function citusAuditFunction(model: Model, table: TableModel, roles: RoleNames): FunctionObject {
   const name = `${model.schemas.protected}.${table.table}`;
   const cols = table.columns.map((c) => c.name);
   const obj = (parts: Sql[]) =>
     sql`pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(\n        ${join(parts, ',\n        ')}))`;
-  // INSERT records the new row, DELETE the old one: one to_jsonb of the row (fast), with the
+  // INSERT records the new row, DELETE the old one: one to_jsonb of the row, with the
   // sensitive columns replaced by keyed hashes. UPDATE records only the changed columns.
   const sens = cols.filter((c) => table.sensitive.includes(c));
   const rowJson = (alias: string) =>
@@ -161,46 +313,21 @@ function tableAuditFunction(
     ),
   );
   const key = ident(table.key);
-  const insert = (
-    op: string,
-    keyExpr: Sql,
-    changes: Sql,
-    from: Sql,
-    actor: Sql = unsafeRaw('actor'),
-    chg: Sql = unsafeRaw('chg'),
-  ) => {
+  const insert = (op: string, keyExpr: Sql, changes: Sql, from: Sql) => {
     // an approved change (sql/011, 012): the requester's change, approved by the approver
-    const approved = sql`${chg} IS NOT NULL AND ${keyExpr} = ${chg} ->> 'row_key'`;
-    if (row) {
-      const dist =
-        op === 'INSERT'
-          ? sql`n.${key}`
-          : op === 'DELETE'
-            ? sql`o.${key}`
-            : sql`COALESCE(n.${key}, o.${key})`;
-      return sql`INSERT INTO ${qualified(AUDIT_SCHEMA, citusAuditTableName(table))} (dist_key, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT ${dist}, ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, COALESCE(CASE WHEN ${approved} THEN ${chg} ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = ${actor} AND p.active)), ${actor}, session_user, CASE WHEN ${approved} THEN ${chg} - 'row_key' END
-      FROM ${from}`;
-    }
-    return sql`INSERT INTO ${qualified(AUDIT_SCHEMA, 'records')} (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, COALESCE(CASE WHEN ${approved} THEN ${chg} ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = ${actor} AND p.active)), ${actor}, session_user, CASE WHEN ${approved} THEN ${chg} - 'row_key' END
+    const approved = sql`chg IS NOT NULL AND ${keyExpr} = chg ->> 'row_key'`;
+    const dist =
+      op === 'INSERT'
+        ? sql`n.${key}`
+        : op === 'DELETE'
+          ? sql`o.${key}`
+          : sql`COALESCE(n.${key}, o.${key})`;
+    return sql`INSERT INTO ${qualified(AUDIT_SCHEMA, citusAuditTableName(table))} (dist_key, table_name, operation, row_key, changes, person, actor, authenticator, detail)
+      SELECT ${dist}, ${literal(name)}, ${literal(op)}, ${keyExpr}, ${changes}, COALESCE(CASE WHEN ${approved} THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN ${approved} THEN chg - 'row_key' END
       FROM ${from}`;
   };
-  const updateFrom = sql`old_rows o FULL JOIN new_rows n ON o.${key} = n.${key}`;
   const updateKey = sql`COALESCE(n.${key}, o.${key})::text`;
-  const updateSql = insert('UPDATE', updateKey, updated, updateFrom);
-  const updateDynamic = insert(
-    'UPDATE',
-    updateKey,
-    updated,
-    updateFrom,
-    unsafeRaw('$1::name'),
-    unsafeRaw('$2::jsonb'),
-  );
-  // One statement per trigger call (the person and the hash key are subqueries of it). A
-  // large UPDATE is planned for its own size (dynamic SQL), so that its plan is never the one
-  // cached for the single-row updates that follow in the same session.
-  const rowBody = sql`
+  const body = sql`
 DECLARE
   actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
                      ELSE pg_catalog.current_setting('role')::name END;
@@ -213,29 +340,6 @@ BEGIN
     ${insert('UPDATE', updateKey, updated, unsafeRaw('(SELECT OLD.*) o, (SELECT NEW.*) n'))};
   ELSE
     ${insert('DELETE', sql`o.${key}::text`, deleted, unsafeRaw('(SELECT OLD.*) o'))};
-  END IF;
-  RETURN NULL;
-END
-`;
-  const body = row
-    ? rowBody
-    : sql`
-DECLARE
-  actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
-                     ELSE pg_catalog.current_setting('role')::name END;
-  chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
-                    THEN pgwarden_audit.applying_change() END;
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    ${insert('INSERT', sql`n.${key}::text`, inserted, unsafeRaw('new_rows n'))};
-  ELSIF TG_OP = 'UPDATE' THEN
-    IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
-      EXECUTE ${literal(updateDynamic.text)} USING actor, chg;
-    ELSE
-      ${updateSql};
-    END IF;
-  ELSE
-    ${insert('DELETE', sql`o.${key}::text`, deleted, unsafeRaw('old_rows o'))};
   END IF;
   RETURN NULL;
 END
@@ -303,7 +407,11 @@ export function auditObjects(
 ): CatalogObject[] {
   const out: CatalogObject[] = [];
   for (const table of model.tables) {
-    const fn = tableAuditFunction(model, table, roles, target);
+    const fn =
+      target === 'citus'
+        ? citusAuditFunction(model, table, roles)
+        : dataLogFunction(model, table, roles);
+    if (target !== 'citus') out.push(dataLogObject(model, table, roles));
     out.push(fn);
     const triggers = changeTriggers(model.schemas.protected, table.table, {
       schema: AUDIT_SCHEMA,

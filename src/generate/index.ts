@@ -20,7 +20,7 @@ const FILES: readonly { name: string; kinds: readonly ObjectKind[]; title: strin
   { name: '02_schemas.sql', kinds: ['schema'], title: 'schemas' },
   {
     name: '03_catalog.sql',
-    kinds: ['catalog', 'catalog_row'],
+    kinds: ['catalog', 'catalog_row', 'audit_log'],
     title: 'the pgwarden runtime catalog and its model rows',
   },
   {

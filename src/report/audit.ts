@@ -259,10 +259,12 @@ export interface ArchivedPartition {
 }
 
 /**
- * Archives the monthly partitions before `before` (YYYY-MM; only months that are over): each to
- * `<out>/<partition>.jsonl` (a header line with the previous link's hash, then one line per
- * link, a link whose predecessor is in another month carrying that hash), its sha256 recorded in
- * pgwarden_audit.archives, then the partition detached and kept, still append-only.
+ * Archives the months before `before` (YYYY-MM; only months that are over). A month is the
+ * events' partition `records_YYYY_MM` and each data log's partition of the same month (sql/018);
+ * its records, read through pgwarden_audit.records, go to `<out>/records_YYYY_MM.jsonl` (a
+ * header line with the previous link's hash, then one line per link, a link whose predecessor is
+ * in another month carrying that hash), the file's sha256 is recorded in pgwarden_audit.archives,
+ * then every partition of the month is detached and kept, still append-only.
  */
 export async function archive(
   db: postgres.Sql,
@@ -280,7 +282,7 @@ export async function archive(
     SELECT c.relname AS name, (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1] AS lo,
            (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1] AS hi
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = 'pgwarden_audit.records'::regclass AND c.relname ~ '^records_[0-9]{4}_[0-9]{2}$'
+    WHERE i.inhparent = 'pgwarden_audit.events'::regclass AND c.relname ~ '^records_[0-9]{4}_[0-9]{2}$'
       AND c.relname < ${`records_${o.before.replace('-', '_')}`} ORDER BY c.relname`;
   const thisMonth = new Date().toISOString().slice(0, 7);
   const open = parts.filter((p) => p.name >= `records_${thisMonth.replace('-', '_')}`);
@@ -294,9 +296,15 @@ export async function archive(
   const done: ArchivedPartition[] = [];
   if (!o.dryRun && parts.length > 0) mkdirSync(o.out, { recursive: true });
   for (const part of parts) {
-    const table = `pgwarden_audit.${quoteIdent(part.name)}`;
+    // the month's records of every kind: the events and every data log, by their time
+    const month = `FROM pgwarden_audit.records r JOIN pgwarden_audit.chain c ON c.record_id = r.id
+       WHERE r.recorded_at >= $1::timestamptz AND r.recorded_at < $2::timestamptz`;
+    const range = [part.lo, part.hi];
     const [cnt] = await db.unsafe(
-      `SELECT count(*)::int AS n, count(c.seq)::int AS sealed, min(c.seq) AS first_seq, max(c.seq) AS last_seq FROM ${table} r LEFT JOIN pgwarden_audit.chain c ON c.record_id = r.id`,
+      `SELECT count(*)::int AS n, count(c.seq)::int AS sealed, min(c.seq) AS first_seq, max(c.seq) AS last_seq
+       FROM pgwarden_audit.records r LEFT JOIN pgwarden_audit.chain c ON c.record_id = r.id
+       WHERE r.recorded_at >= $1::timestamptz AND r.recorded_at < $2::timestamptz`,
+      range,
     );
     const records = Number(cnt?.n ?? 0);
     if (o.dryRun) {
@@ -327,7 +335,8 @@ export async function archive(
       `SELECT c.seq, c.hash, ${CANONICAL_SQL} AS canonical,
          CASE WHEN lag(c.seq) OVER (ORDER BY c.seq) IS DISTINCT FROM c.seq - 1
               THEN (SELECT p.hash FROM pgwarden_audit.chain p WHERE p.seq = c.seq - 1) END AS prev
-       FROM ${table} r JOIN pgwarden_audit.chain c ON c.record_id = r.id ORDER BY c.seq`,
+       ${month} ORDER BY c.seq`,
+      range,
     );
     // the async iterator waits for each batch to be written
     for await (const rows of links.cursor(2000)) {
@@ -341,12 +350,24 @@ export async function archive(
     }
     await new Promise<void>((res) => stream.end(res));
     const digest = hash.digest('hex');
+    // the same month's partition of each data log
+    const suffix = part.name.slice('records'.length);
+    const logParts = await db<{ parent: string; name: string }[]>`
+      SELECT p.relname AS parent, c.relname AS name FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+      JOIN pgwarden_audit.data_logs d ON d.log = p.relname
+      JOIN pg_namespace n ON n.oid = p.relnamespace AND n.nspname = 'pgwarden_audit'
+      WHERE c.relname = p.relname || ${suffix} ORDER BY 1`;
     await db.begin(async (tx) => {
       await tx`INSERT INTO pgwarden_audit.archives (partition_name, range_from, range_to, records, first_seq, last_seq, file, file_sha256)
         VALUES (${part.name}, ${part.lo}, ${part.hi}, ${records}, ${cnt?.first_seq ?? null}, ${cnt?.last_seq ?? null}, ${file}, ${digest})`;
-      await tx.unsafe(`ALTER TABLE pgwarden_audit.records DETACH PARTITION ${table}`);
-      // a detached partition loses the parent's triggers: it stays append-only
-      await tx`SELECT pgwarden_audit.protect(${part.name})`;
+      for (const p of [{ parent: 'events', name: part.name }, ...logParts]) {
+        await tx.unsafe(
+          `ALTER TABLE pgwarden_audit.${quoteIdent(p.parent)} DETACH PARTITION pgwarden_audit.${quoteIdent(p.name)}`,
+        );
+        // a detached partition loses the parent's triggers: it stays append-only
+        await tx`SELECT pgwarden_audit.protect(${p.name})`;
+      }
     });
     done.push({ partition: part.name, records, file, sha256: digest });
   }

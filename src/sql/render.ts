@@ -192,6 +192,17 @@ END`,
     describe: (o) => `pgwarden.${o.table} row "${o.key}"`,
     effect: { create: 'neutral', drop: 'neutral' },
   },
+  audit_log: {
+    create: (o) => [
+      sql`SET LOCAL ROLE ${ident(o.owner)}`,
+      sql`SELECT pgwarden_audit.ensure_data_log(${literal(o.log)}, ${literal(o.schema)}, ${literal(o.table)}, ${literal(o.key)}, ${literal(JSON.stringify(o.columns))}::jsonb)`,
+      sql`RESET ROLE`,
+    ],
+    // The log holds audit records: never dropped (a table leaving the model keeps its log).
+    drop: () => [],
+    describe: (o) => `audit log "pgwarden_audit"."${o.log}" of "${o.schema}"."${o.table}"`,
+    effect: { create: 'neutral', drop: 'neutral' },
+  },
   table_owner: {
     create: (o) => [sql`ALTER TABLE ${qualified(o.schema, o.table)} OWNER TO ${ident(o.owner)}`],
     drop: () => [],

@@ -10,12 +10,18 @@ import { type Crm, crm, failure } from './helpers.js';
 let c: Crm;
 let before: Record<string, string>;
 let partition: string;
+let logPartition: string;
 beforeAll(async () => {
   c = await crm();
   const [p] = await c.t.sql<
     { p: string }[]
-  >`SELECT c.relname AS p FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'pgwarden_audit.records'::regclass ORDER BY 1 LIMIT 1`;
+  >`SELECT c.relname AS p FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'pgwarden_audit.events'::regclass ORDER BY 1 LIMIT 1`;
   partition = `pgwarden_audit.${p?.p}`;
+  // a monthly partition of a data log (sql/018) too
+  const [lp] = await c.t.sql<
+    { p: string }[]
+  >`SELECT c.relname AS p FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'pgwarden_audit.data_customers'::regclass ORDER BY 1 LIMIT 1`;
+  logPartition = `pgwarden_audit.${lp?.p}`;
   before = await c.fingerprint();
 });
 afterAll(async () => {
@@ -34,7 +40,13 @@ describe('I. audit tampering by people', () => {
         'DELETE FROM pgwarden_audit.seal_state',
         'DELETE FROM pgwarden_audit.archives',
         'SELECT * FROM pgwarden_audit.hash_key',
-        `ALTER TABLE pgwarden_audit.records DETACH PARTITION ${partition}`,
+        `ALTER TABLE pgwarden_audit.events DETACH PARTITION ${partition}`,
+        `SELECT * FROM ${logPartition}`,
+        `INSERT INTO ${logPartition} (recorded_at, op, actor, authenticator, txid, statement_at) VALUES (now(), 'D', 'x', 'x', '1', now())`,
+        `UPDATE ${logPartition} SET person = NULL`,
+        `DELETE FROM ${logPartition}`,
+        `TRUNCATE ${logPartition}`,
+        `ALTER TABLE pgwarden_audit.data_customers DETACH PARTITION ${logPartition}`,
       ]) {
         expect((await failure(c.as(p, (tx) => tx.unsafe(stmt)))).code, `${p}: ${stmt}`).toBe(
           '42501',

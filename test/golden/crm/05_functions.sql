@@ -925,36 +925,63 @@ DECLARE
                      ELSE pg_catalog.current_setting('role')::name END;
   chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
                     THEN pgwarden_audit.applying_change() END;
+  at timestamptz := pg_catalog.clock_timestamp();
+  tx xid8 := pg_catalog.pg_current_xact_id();
+  st timestamptz := pg_catalog.statement_timestamp();
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.contacts', 'INSERT', n."id"::text, pg_catalog.jsonb_build_object('new', pg_catalog.to_jsonb(n) || pg_catalog.jsonb_build_object('phone', CASE WHEN n."phone" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 'hex'), 32) END, 'email', CASE WHEN n."email" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 'hex'), 32) END)), COALESCE(CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END
+    INSERT INTO "pgwarden_audit"."data_contacts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "n_id", "n_customer_id", "n_name", "n_title", "nh_phone", "nh_email")
+      SELECT at, 'I', n."id", COALESCE(CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        n."id",
+        n."customer_id",
+        n."name",
+        n."title",
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16)
       FROM new_rows n;
   ELSIF TG_OP = 'UPDATE' THEN
     IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
-      EXECUTE 'INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT ''data'', ''crm.contacts'', ''UPDATE'', COALESCE(n."id", o."id")::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        ''id'', CASE WHEN o."id" IS DISTINCT FROM n."id" THEN pg_catalog.jsonb_build_object(''old'', o."id", ''new'', n."id") END,
-        ''customer_id'', CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN pg_catalog.jsonb_build_object(''old'', o."customer_id", ''new'', n."customer_id") END,
-        ''name'', CASE WHEN o."name" IS DISTINCT FROM n."name" THEN pg_catalog.jsonb_build_object(''old'', o."name", ''new'', n."name") END,
-        ''title'', CASE WHEN o."title" IS DISTINCT FROM n."title" THEN pg_catalog.jsonb_build_object(''old'', o."title", ''new'', n."title") END,
-        ''phone'', CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.jsonb_build_object(''old'', CASE WHEN o."phone" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, ''UTF8'')), ''hex''), 32) END, ''new'', CASE WHEN n."phone" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, ''UTF8'')), ''hex''), 32) END) END,
-        ''email'', CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.jsonb_build_object(''old'', CASE WHEN o."email" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, ''UTF8'')), ''hex''), 32) END, ''new'', CASE WHEN n."email" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, ''UTF8'')), ''hex''), 32) END) END)), COALESCE(CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb ->> ''requested_by'' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = $1::name AND p.active)), $1::name, session_user, CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb - ''row_key'' END
-      FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg;
+      EXECUTE 'INSERT INTO "pgwarden_audit"."data_contacts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_customer_id", "n_customer_id", "o_name", "n_name", "o_title", "n_title", "oh_phone", "nh_phone", "oh_email", "nh_email")
+      SELECT $3::timestamptz, ''U'', COALESCE(n."id", o."id"), COALESCE(CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb ->> ''requested_by'' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = $1::name AND p.active)), $1::name, session_user, $4::xid8, $5::timestamptz, CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb - ''row_key'' END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN o."id" END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN n."id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN o."customer_id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN n."customer_id" END,
+        CASE WHEN o."name" IS DISTINCT FROM n."name" THEN o."name" END,
+        CASE WHEN o."name" IS DISTINCT FROM n."name" THEN n."name" END,
+        CASE WHEN o."title" IS DISTINCT FROM n."title" THEN o."title" END,
+        CASE WHEN o."title" IS DISTINCT FROM n."title" THEN n."title" END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, ''UTF8'')), 1, 16) END
+      FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg, at, tx, st;
     ELSE
-      INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.contacts', 'UPDATE', COALESCE(n."id", o."id")::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        'id', CASE WHEN o."id" IS DISTINCT FROM n."id" THEN pg_catalog.jsonb_build_object('old', o."id", 'new', n."id") END,
-        'customer_id', CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN pg_catalog.jsonb_build_object('old', o."customer_id", 'new', n."customer_id") END,
-        'name', CASE WHEN o."name" IS DISTINCT FROM n."name" THEN pg_catalog.jsonb_build_object('old', o."name", 'new', n."name") END,
-        'title', CASE WHEN o."title" IS DISTINCT FROM n."title" THEN pg_catalog.jsonb_build_object('old', o."title", 'new', n."title") END,
-        'phone', CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.jsonb_build_object('old', CASE WHEN o."phone" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 'hex'), 32) END, 'new', CASE WHEN n."phone" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 'hex'), 32) END) END,
-        'email', CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.jsonb_build_object('old', CASE WHEN o."email" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 'hex'), 32) END, 'new', CASE WHEN n."email" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 'hex'), 32) END) END)), COALESCE(CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg - 'row_key' END
+      INSERT INTO "pgwarden_audit"."data_contacts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_customer_id", "n_customer_id", "o_name", "n_name", "o_title", "n_title", "oh_phone", "nh_phone", "oh_email", "nh_email")
+      SELECT at, 'U', COALESCE(n."id", o."id"), COALESCE(CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN o."id" END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN n."id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN o."customer_id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN n."customer_id" END,
+        CASE WHEN o."name" IS DISTINCT FROM n."name" THEN o."name" END,
+        CASE WHEN o."name" IS DISTINCT FROM n."name" THEN n."name" END,
+        CASE WHEN o."title" IS DISTINCT FROM n."title" THEN o."title" END,
+        CASE WHEN o."title" IS DISTINCT FROM n."title" THEN n."title" END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16) END
       FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id";
     END IF;
   ELSE
-    INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.contacts', 'DELETE', o."id"::text, pg_catalog.jsonb_build_object('old', pg_catalog.to_jsonb(o) || pg_catalog.jsonb_build_object('phone', CASE WHEN o."phone" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 'hex'), 32) END, 'email', CASE WHEN o."email" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 'hex'), 32) END)), COALESCE(CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END
+    INSERT INTO "pgwarden_audit"."data_contacts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "o_customer_id", "o_name", "o_title", "oh_phone", "oh_email")
+      SELECT at, 'D', o."id", COALESCE(CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        o."id",
+        o."customer_id",
+        o."name",
+        o."title",
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16)
       FROM old_rows o;
   END IF;
   RETURN NULL;
@@ -962,7 +989,7 @@ END
 $pgw$;
 ALTER FUNCTION "pgwarden_audit"."changed_contacts"() OWNER TO "pgwarden_audit";
 REVOKE ALL ON FUNCTION "pgwarden_audit"."changed_contacts"() FROM PUBLIC;
-COMMENT ON FUNCTION "pgwarden_audit"."changed_contacts"() IS 'pgwarden: records every row change of crm.contacts in the audit log';
+COMMENT ON FUNCTION "pgwarden_audit"."changed_contacts"() IS 'pgwarden: records every row change of crm.contacts in its audit log data_contacts';
 
 -- function "pgwarden_audit"."changed_contracts"()
 CREATE OR REPLACE FUNCTION "pgwarden_audit"."changed_contracts"() RETURNS trigger
@@ -974,34 +1001,57 @@ DECLARE
                      ELSE pg_catalog.current_setting('role')::name END;
   chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
                     THEN pgwarden_audit.applying_change() END;
+  at timestamptz := pg_catalog.clock_timestamp();
+  tx xid8 := pg_catalog.pg_current_xact_id();
+  st timestamptz := pg_catalog.statement_timestamp();
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.contracts', 'INSERT', n."id"::text, pg_catalog.jsonb_build_object('new', pg_catalog.to_jsonb(n)), COALESCE(CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END
+    INSERT INTO "pgwarden_audit"."data_contracts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "n_id", "n_customer_id", "n_amount", "n_signed_on", "n_terms")
+      SELECT at, 'I', n."id", COALESCE(CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        n."id",
+        n."customer_id",
+        n."amount",
+        n."signed_on",
+        n."terms"
       FROM new_rows n;
   ELSIF TG_OP = 'UPDATE' THEN
     IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
-      EXECUTE 'INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT ''data'', ''crm.contracts'', ''UPDATE'', COALESCE(n."id", o."id")::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        ''id'', CASE WHEN o."id" IS DISTINCT FROM n."id" THEN pg_catalog.jsonb_build_object(''old'', o."id", ''new'', n."id") END,
-        ''customer_id'', CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN pg_catalog.jsonb_build_object(''old'', o."customer_id", ''new'', n."customer_id") END,
-        ''amount'', CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.jsonb_build_object(''old'', o."amount", ''new'', n."amount") END,
-        ''signed_on'', CASE WHEN o."signed_on" IS DISTINCT FROM n."signed_on" THEN pg_catalog.jsonb_build_object(''old'', o."signed_on", ''new'', n."signed_on") END,
-        ''terms'', CASE WHEN o."terms" IS DISTINCT FROM n."terms" THEN pg_catalog.jsonb_build_object(''old'', o."terms", ''new'', n."terms") END)), COALESCE(CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb ->> ''requested_by'' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = $1::name AND p.active)), $1::name, session_user, CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb - ''row_key'' END
-      FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg;
+      EXECUTE 'INSERT INTO "pgwarden_audit"."data_contracts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_customer_id", "n_customer_id", "o_amount", "n_amount", "o_signed_on", "n_signed_on", "o_terms", "n_terms")
+      SELECT $3::timestamptz, ''U'', COALESCE(n."id", o."id"), COALESCE(CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb ->> ''requested_by'' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = $1::name AND p.active)), $1::name, session_user, $4::xid8, $5::timestamptz, CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb - ''row_key'' END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN o."id" END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN n."id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN o."customer_id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN n."customer_id" END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN o."amount" END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN n."amount" END,
+        CASE WHEN o."signed_on" IS DISTINCT FROM n."signed_on" THEN o."signed_on" END,
+        CASE WHEN o."signed_on" IS DISTINCT FROM n."signed_on" THEN n."signed_on" END,
+        CASE WHEN o."terms" IS DISTINCT FROM n."terms" THEN o."terms" END,
+        CASE WHEN o."terms" IS DISTINCT FROM n."terms" THEN n."terms" END
+      FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg, at, tx, st;
     ELSE
-      INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.contracts', 'UPDATE', COALESCE(n."id", o."id")::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        'id', CASE WHEN o."id" IS DISTINCT FROM n."id" THEN pg_catalog.jsonb_build_object('old', o."id", 'new', n."id") END,
-        'customer_id', CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN pg_catalog.jsonb_build_object('old', o."customer_id", 'new', n."customer_id") END,
-        'amount', CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.jsonb_build_object('old', o."amount", 'new', n."amount") END,
-        'signed_on', CASE WHEN o."signed_on" IS DISTINCT FROM n."signed_on" THEN pg_catalog.jsonb_build_object('old', o."signed_on", 'new', n."signed_on") END,
-        'terms', CASE WHEN o."terms" IS DISTINCT FROM n."terms" THEN pg_catalog.jsonb_build_object('old', o."terms", 'new', n."terms") END)), COALESCE(CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg - 'row_key' END
+      INSERT INTO "pgwarden_audit"."data_contracts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_customer_id", "n_customer_id", "o_amount", "n_amount", "o_signed_on", "n_signed_on", "o_terms", "n_terms")
+      SELECT at, 'U', COALESCE(n."id", o."id"), COALESCE(CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN o."id" END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN n."id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN o."customer_id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN n."customer_id" END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN o."amount" END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN n."amount" END,
+        CASE WHEN o."signed_on" IS DISTINCT FROM n."signed_on" THEN o."signed_on" END,
+        CASE WHEN o."signed_on" IS DISTINCT FROM n."signed_on" THEN n."signed_on" END,
+        CASE WHEN o."terms" IS DISTINCT FROM n."terms" THEN o."terms" END,
+        CASE WHEN o."terms" IS DISTINCT FROM n."terms" THEN n."terms" END
       FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id";
     END IF;
   ELSE
-    INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.contracts', 'DELETE', o."id"::text, pg_catalog.jsonb_build_object('old', pg_catalog.to_jsonb(o)), COALESCE(CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END
+    INSERT INTO "pgwarden_audit"."data_contracts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "o_customer_id", "o_amount", "o_signed_on", "o_terms")
+      SELECT at, 'D', o."id", COALESCE(CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        o."id",
+        o."customer_id",
+        o."amount",
+        o."signed_on",
+        o."terms"
       FROM old_rows o;
   END IF;
   RETURN NULL;
@@ -1009,7 +1059,7 @@ END
 $pgw$;
 ALTER FUNCTION "pgwarden_audit"."changed_contracts"() OWNER TO "pgwarden_audit";
 REVOKE ALL ON FUNCTION "pgwarden_audit"."changed_contracts"() FROM PUBLIC;
-COMMENT ON FUNCTION "pgwarden_audit"."changed_contracts"() IS 'pgwarden: records every row change of crm.contracts in the audit log';
+COMMENT ON FUNCTION "pgwarden_audit"."changed_contracts"() IS 'pgwarden: records every row change of crm.contracts in its audit log data_contracts';
 
 -- function "pgwarden_audit"."changed_customers"()
 CREATE OR REPLACE FUNCTION "pgwarden_audit"."changed_customers"() RETURNS trigger
@@ -1021,50 +1071,105 @@ DECLARE
                      ELSE pg_catalog.current_setting('role')::name END;
   chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
                     THEN pgwarden_audit.applying_change() END;
+  at timestamptz := pg_catalog.clock_timestamp();
+  tx xid8 := pg_catalog.pg_current_xact_id();
+  st timestamptz := pg_catalog.statement_timestamp();
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.customers', 'INSERT', n."id"::text, pg_catalog.jsonb_build_object('new', pg_catalog.to_jsonb(n) || pg_catalog.jsonb_build_object('phone', CASE WHEN n."phone" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 'hex'), 32) END, 'email', CASE WHEN n."email" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 'hex'), 32) END, 'id_number', CASE WHEN n."id_number" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, 'UTF8')), 'hex'), 32) END, 'address', CASE WHEN n."address" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, 'UTF8')), 'hex'), 32) END)), COALESCE(CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END
+    INSERT INTO "pgwarden_audit"."data_customers" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "n_id", "n_name", "n_owner", "n_region", "n_customer_type", "n_status", "n_in_pool", "nh_phone", "nh_email", "nh_id_number", "nh_address", "n_created_at", "n_updated_at")
+      SELECT at, 'I', n."id", COALESCE(CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        n."id",
+        n."name",
+        n."owner",
+        n."region",
+        n."customer_type",
+        n."status",
+        n."in_pool",
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, 'UTF8')), 1, 16),
+        n."created_at",
+        n."updated_at"
       FROM new_rows n;
   ELSIF TG_OP = 'UPDATE' THEN
     IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
-      EXECUTE 'INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT ''data'', ''crm.customers'', ''UPDATE'', COALESCE(n."id", o."id")::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        ''id'', CASE WHEN o."id" IS DISTINCT FROM n."id" THEN pg_catalog.jsonb_build_object(''old'', o."id", ''new'', n."id") END,
-        ''name'', CASE WHEN o."name" IS DISTINCT FROM n."name" THEN pg_catalog.jsonb_build_object(''old'', o."name", ''new'', n."name") END,
-        ''owner'', CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN pg_catalog.jsonb_build_object(''old'', o."owner", ''new'', n."owner") END,
-        ''region'', CASE WHEN o."region" IS DISTINCT FROM n."region" THEN pg_catalog.jsonb_build_object(''old'', o."region", ''new'', n."region") END,
-        ''customer_type'', CASE WHEN o."customer_type" IS DISTINCT FROM n."customer_type" THEN pg_catalog.jsonb_build_object(''old'', o."customer_type", ''new'', n."customer_type") END,
-        ''status'', CASE WHEN o."status" IS DISTINCT FROM n."status" THEN pg_catalog.jsonb_build_object(''old'', o."status", ''new'', n."status") END,
-        ''in_pool'', CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN pg_catalog.jsonb_build_object(''old'', o."in_pool", ''new'', n."in_pool") END,
-        ''phone'', CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.jsonb_build_object(''old'', CASE WHEN o."phone" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, ''UTF8'')), ''hex''), 32) END, ''new'', CASE WHEN n."phone" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, ''UTF8'')), ''hex''), 32) END) END,
-        ''email'', CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.jsonb_build_object(''old'', CASE WHEN o."email" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, ''UTF8'')), ''hex''), 32) END, ''new'', CASE WHEN n."email" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, ''UTF8'')), ''hex''), 32) END) END,
-        ''id_number'', CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.jsonb_build_object(''old'', CASE WHEN o."id_number" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, ''UTF8'')), ''hex''), 32) END, ''new'', CASE WHEN n."id_number" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, ''UTF8'')), ''hex''), 32) END) END,
-        ''address'', CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.jsonb_build_object(''old'', CASE WHEN o."address" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, ''UTF8'')), ''hex''), 32) END, ''new'', CASE WHEN n."address" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, ''UTF8'')), ''hex''), 32) END) END,
-        ''created_at'', CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN pg_catalog.jsonb_build_object(''old'', o."created_at", ''new'', n."created_at") END,
-        ''updated_at'', CASE WHEN o."updated_at" IS DISTINCT FROM n."updated_at" THEN pg_catalog.jsonb_build_object(''old'', o."updated_at", ''new'', n."updated_at") END)), COALESCE(CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb ->> ''requested_by'' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = $1::name AND p.active)), $1::name, session_user, CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb - ''row_key'' END
-      FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg;
+      EXECUTE 'INSERT INTO "pgwarden_audit"."data_customers" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_name", "n_name", "o_owner", "n_owner", "o_region", "n_region", "o_customer_type", "n_customer_type", "o_status", "n_status", "o_in_pool", "n_in_pool", "oh_phone", "nh_phone", "oh_email", "nh_email", "oh_id_number", "nh_id_number", "oh_address", "nh_address", "o_created_at", "n_created_at", "o_updated_at", "n_updated_at")
+      SELECT $3::timestamptz, ''U'', COALESCE(n."id", o."id"), COALESCE(CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb ->> ''requested_by'' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = $1::name AND p.active)), $1::name, session_user, $4::xid8, $5::timestamptz, CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb - ''row_key'' END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN o."id" END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN n."id" END,
+        CASE WHEN o."name" IS DISTINCT FROM n."name" THEN o."name" END,
+        CASE WHEN o."name" IS DISTINCT FROM n."name" THEN n."name" END,
+        CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN o."owner" END,
+        CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN n."owner" END,
+        CASE WHEN o."region" IS DISTINCT FROM n."region" THEN o."region" END,
+        CASE WHEN o."region" IS DISTINCT FROM n."region" THEN n."region" END,
+        CASE WHEN o."customer_type" IS DISTINCT FROM n."customer_type" THEN o."customer_type" END,
+        CASE WHEN o."customer_type" IS DISTINCT FROM n."customer_type" THEN n."customer_type" END,
+        CASE WHEN o."status" IS DISTINCT FROM n."status" THEN o."status" END,
+        CASE WHEN o."status" IS DISTINCT FROM n."status" THEN n."status" END,
+        CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN o."in_pool" END,
+        CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN n."in_pool" END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN o."created_at" END,
+        CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN n."created_at" END,
+        CASE WHEN o."updated_at" IS DISTINCT FROM n."updated_at" THEN o."updated_at" END,
+        CASE WHEN o."updated_at" IS DISTINCT FROM n."updated_at" THEN n."updated_at" END
+      FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg, at, tx, st;
     ELSE
-      INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.customers', 'UPDATE', COALESCE(n."id", o."id")::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        'id', CASE WHEN o."id" IS DISTINCT FROM n."id" THEN pg_catalog.jsonb_build_object('old', o."id", 'new', n."id") END,
-        'name', CASE WHEN o."name" IS DISTINCT FROM n."name" THEN pg_catalog.jsonb_build_object('old', o."name", 'new', n."name") END,
-        'owner', CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN pg_catalog.jsonb_build_object('old', o."owner", 'new', n."owner") END,
-        'region', CASE WHEN o."region" IS DISTINCT FROM n."region" THEN pg_catalog.jsonb_build_object('old', o."region", 'new', n."region") END,
-        'customer_type', CASE WHEN o."customer_type" IS DISTINCT FROM n."customer_type" THEN pg_catalog.jsonb_build_object('old', o."customer_type", 'new', n."customer_type") END,
-        'status', CASE WHEN o."status" IS DISTINCT FROM n."status" THEN pg_catalog.jsonb_build_object('old', o."status", 'new', n."status") END,
-        'in_pool', CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN pg_catalog.jsonb_build_object('old', o."in_pool", 'new', n."in_pool") END,
-        'phone', CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.jsonb_build_object('old', CASE WHEN o."phone" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 'hex'), 32) END, 'new', CASE WHEN n."phone" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 'hex'), 32) END) END,
-        'email', CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.jsonb_build_object('old', CASE WHEN o."email" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 'hex'), 32) END, 'new', CASE WHEN n."email" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 'hex'), 32) END) END,
-        'id_number', CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.jsonb_build_object('old', CASE WHEN o."id_number" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, 'UTF8')), 'hex'), 32) END, 'new', CASE WHEN n."id_number" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, 'UTF8')), 'hex'), 32) END) END,
-        'address', CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.jsonb_build_object('old', CASE WHEN o."address" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, 'UTF8')), 'hex'), 32) END, 'new', CASE WHEN n."address" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, 'UTF8')), 'hex'), 32) END) END,
-        'created_at', CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN pg_catalog.jsonb_build_object('old', o."created_at", 'new', n."created_at") END,
-        'updated_at', CASE WHEN o."updated_at" IS DISTINCT FROM n."updated_at" THEN pg_catalog.jsonb_build_object('old', o."updated_at", 'new', n."updated_at") END)), COALESCE(CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg - 'row_key' END
+      INSERT INTO "pgwarden_audit"."data_customers" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_name", "n_name", "o_owner", "n_owner", "o_region", "n_region", "o_customer_type", "n_customer_type", "o_status", "n_status", "o_in_pool", "n_in_pool", "oh_phone", "nh_phone", "oh_email", "nh_email", "oh_id_number", "nh_id_number", "oh_address", "nh_address", "o_created_at", "n_created_at", "o_updated_at", "n_updated_at")
+      SELECT at, 'U', COALESCE(n."id", o."id"), COALESCE(CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN o."id" END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN n."id" END,
+        CASE WHEN o."name" IS DISTINCT FROM n."name" THEN o."name" END,
+        CASE WHEN o."name" IS DISTINCT FROM n."name" THEN n."name" END,
+        CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN o."owner" END,
+        CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN n."owner" END,
+        CASE WHEN o."region" IS DISTINCT FROM n."region" THEN o."region" END,
+        CASE WHEN o."region" IS DISTINCT FROM n."region" THEN n."region" END,
+        CASE WHEN o."customer_type" IS DISTINCT FROM n."customer_type" THEN o."customer_type" END,
+        CASE WHEN o."customer_type" IS DISTINCT FROM n."customer_type" THEN n."customer_type" END,
+        CASE WHEN o."status" IS DISTINCT FROM n."status" THEN o."status" END,
+        CASE WHEN o."status" IS DISTINCT FROM n."status" THEN n."status" END,
+        CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN o."in_pool" END,
+        CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN n."in_pool" END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN o."created_at" END,
+        CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN n."created_at" END,
+        CASE WHEN o."updated_at" IS DISTINCT FROM n."updated_at" THEN o."updated_at" END,
+        CASE WHEN o."updated_at" IS DISTINCT FROM n."updated_at" THEN n."updated_at" END
       FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id";
     END IF;
   ELSE
-    INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.customers', 'DELETE', o."id"::text, pg_catalog.jsonb_build_object('old', pg_catalog.to_jsonb(o) || pg_catalog.jsonb_build_object('phone', CASE WHEN o."phone" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 'hex'), 32) END, 'email', CASE WHEN o."email" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 'hex'), 32) END, 'id_number', CASE WHEN o."id_number" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, 'UTF8')), 'hex'), 32) END, 'address', CASE WHEN o."address" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, 'UTF8')), 'hex'), 32) END)), COALESCE(CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END
+    INSERT INTO "pgwarden_audit"."data_customers" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "o_name", "o_owner", "o_region", "o_customer_type", "o_status", "o_in_pool", "oh_phone", "oh_email", "oh_id_number", "oh_address", "o_created_at", "o_updated_at")
+      SELECT at, 'D', o."id", COALESCE(CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        o."id",
+        o."name",
+        o."owner",
+        o."region",
+        o."customer_type",
+        o."status",
+        o."in_pool",
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, 'UTF8')), 1, 16),
+        o."created_at",
+        o."updated_at"
       FROM old_rows o;
   END IF;
   RETURN NULL;
@@ -1072,7 +1177,7 @@ END
 $pgw$;
 ALTER FUNCTION "pgwarden_audit"."changed_customers"() OWNER TO "pgwarden_audit";
 REVOKE ALL ON FUNCTION "pgwarden_audit"."changed_customers"() FROM PUBLIC;
-COMMENT ON FUNCTION "pgwarden_audit"."changed_customers"() IS 'pgwarden: records every row change of crm.customers in the audit log';
+COMMENT ON FUNCTION "pgwarden_audit"."changed_customers"() IS 'pgwarden: records every row change of crm.customers in its audit log data_customers';
 
 -- function "pgwarden_audit"."changed_deals"()
 CREATE OR REPLACE FUNCTION "pgwarden_audit"."changed_deals"() RETURNS trigger
@@ -1084,36 +1189,63 @@ DECLARE
                      ELSE pg_catalog.current_setting('role')::name END;
   chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
                     THEN pgwarden_audit.applying_change() END;
+  at timestamptz := pg_catalog.clock_timestamp();
+  tx xid8 := pg_catalog.pg_current_xact_id();
+  st timestamptz := pg_catalog.statement_timestamp();
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.deals', 'INSERT', n."id"::text, pg_catalog.jsonb_build_object('new', pg_catalog.to_jsonb(n) || pg_catalog.jsonb_build_object('amount', CASE WHEN n."amount" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, 'UTF8')), 'hex'), 32) END)), COALESCE(CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END
+    INSERT INTO "pgwarden_audit"."data_deals" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "n_id", "n_customer_id", "n_owner", "n_title", "n_stage", "nh_amount")
+      SELECT at, 'I', n."id", COALESCE(CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND n."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        n."id",
+        n."customer_id",
+        n."owner",
+        n."title",
+        n."stage",
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, 'UTF8')), 1, 16)
       FROM new_rows n;
   ELSIF TG_OP = 'UPDATE' THEN
     IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
-      EXECUTE 'INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT ''data'', ''crm.deals'', ''UPDATE'', COALESCE(n."id", o."id")::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        ''id'', CASE WHEN o."id" IS DISTINCT FROM n."id" THEN pg_catalog.jsonb_build_object(''old'', o."id", ''new'', n."id") END,
-        ''customer_id'', CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN pg_catalog.jsonb_build_object(''old'', o."customer_id", ''new'', n."customer_id") END,
-        ''owner'', CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN pg_catalog.jsonb_build_object(''old'', o."owner", ''new'', n."owner") END,
-        ''title'', CASE WHEN o."title" IS DISTINCT FROM n."title" THEN pg_catalog.jsonb_build_object(''old'', o."title", ''new'', n."title") END,
-        ''stage'', CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN pg_catalog.jsonb_build_object(''old'', o."stage", ''new'', n."stage") END,
-        ''amount'', CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.jsonb_build_object(''old'', CASE WHEN o."amount" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, ''UTF8'')), ''hex''), 32) END, ''new'', CASE WHEN n."amount" IS NULL THEN NULL ELSE ''hmac:'' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, ''UTF8'')), ''hex''), 32) END) END)), COALESCE(CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb ->> ''requested_by'' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = $1::name AND p.active)), $1::name, session_user, CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb - ''row_key'' END
-      FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg;
+      EXECUTE 'INSERT INTO "pgwarden_audit"."data_deals" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_customer_id", "n_customer_id", "o_owner", "n_owner", "o_title", "n_title", "o_stage", "n_stage", "oh_amount", "nh_amount")
+      SELECT $3::timestamptz, ''U'', COALESCE(n."id", o."id"), COALESCE(CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb ->> ''requested_by'' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = $1::name AND p.active)), $1::name, session_user, $4::xid8, $5::timestamptz, CASE WHEN $2::jsonb IS NOT NULL AND COALESCE(n."id", o."id")::text = $2::jsonb ->> ''row_key'' THEN $2::jsonb - ''row_key'' END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN o."id" END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN n."id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN o."customer_id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN n."customer_id" END,
+        CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN o."owner" END,
+        CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN n."owner" END,
+        CASE WHEN o."title" IS DISTINCT FROM n."title" THEN o."title" END,
+        CASE WHEN o."title" IS DISTINCT FROM n."title" THEN n."title" END,
+        CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN o."stage" END,
+        CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN n."stage" END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, ''UTF8'')), 1, 16) END
+      FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg, at, tx, st;
     ELSE
-      INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.deals', 'UPDATE', COALESCE(n."id", o."id")::text, pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        'id', CASE WHEN o."id" IS DISTINCT FROM n."id" THEN pg_catalog.jsonb_build_object('old', o."id", 'new', n."id") END,
-        'customer_id', CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN pg_catalog.jsonb_build_object('old', o."customer_id", 'new', n."customer_id") END,
-        'owner', CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN pg_catalog.jsonb_build_object('old', o."owner", 'new', n."owner") END,
-        'title', CASE WHEN o."title" IS DISTINCT FROM n."title" THEN pg_catalog.jsonb_build_object('old', o."title", 'new', n."title") END,
-        'stage', CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN pg_catalog.jsonb_build_object('old', o."stage", 'new', n."stage") END,
-        'amount', CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.jsonb_build_object('old', CASE WHEN o."amount" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, 'UTF8')), 'hex'), 32) END, 'new', CASE WHEN n."amount" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, 'UTF8')), 'hex'), 32) END) END)), COALESCE(CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg - 'row_key' END
+      INSERT INTO "pgwarden_audit"."data_deals" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_customer_id", "n_customer_id", "o_owner", "n_owner", "o_title", "n_title", "o_stage", "n_stage", "oh_amount", "nh_amount")
+      SELECT at, 'U', COALESCE(n."id", o."id"), COALESCE(CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND COALESCE(n."id", o."id")::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN o."id" END,
+        CASE WHEN o."id" IS DISTINCT FROM n."id" THEN n."id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN o."customer_id" END,
+        CASE WHEN o."customer_id" IS DISTINCT FROM n."customer_id" THEN n."customer_id" END,
+        CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN o."owner" END,
+        CASE WHEN o."owner" IS DISTINCT FROM n."owner" THEN n."owner" END,
+        CASE WHEN o."title" IS DISTINCT FROM n."title" THEN o."title" END,
+        CASE WHEN o."title" IS DISTINCT FROM n."title" THEN n."title" END,
+        CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN o."stage" END,
+        CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN n."stage" END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, 'UTF8')), 1, 16) END
       FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id";
     END IF;
   ELSE
-    INSERT INTO "pgwarden_audit"."records" (kind, table_name, operation, row_key, changes, person, actor, authenticator, detail)
-      SELECT 'data', 'crm.deals', 'DELETE', o."id"::text, pg_catalog.jsonb_build_object('old', pg_catalog.to_jsonb(o) || pg_catalog.jsonb_build_object('amount', CASE WHEN o."amount" IS NULL THEN NULL ELSE 'hmac:' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, 'UTF8')), 'hex'), 32) END)), COALESCE(CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END
+    INSERT INTO "pgwarden_audit"."data_deals" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "o_customer_id", "o_owner", "o_title", "o_stage", "oh_amount")
+      SELECT at, 'D', o."id", COALESCE(CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg ->> 'requested_by' END, (SELECT p.name FROM pgwarden.people p WHERE p.role = actor AND p.active)), actor, session_user, tx, st, CASE WHEN chg IS NOT NULL AND o."id"::text = chg ->> 'row_key' THEN chg - 'row_key' END,
+        o."id",
+        o."customer_id",
+        o."owner",
+        o."title",
+        o."stage",
+        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, 'UTF8')), 1, 16)
       FROM old_rows o;
   END IF;
   RETURN NULL;
@@ -1121,4 +1253,4 @@ END
 $pgw$;
 ALTER FUNCTION "pgwarden_audit"."changed_deals"() OWNER TO "pgwarden_audit";
 REVOKE ALL ON FUNCTION "pgwarden_audit"."changed_deals"() FROM PUBLIC;
-COMMENT ON FUNCTION "pgwarden_audit"."changed_deals"() IS 'pgwarden: records every row change of crm.deals in the audit log';
+COMMENT ON FUNCTION "pgwarden_audit"."changed_deals"() IS 'pgwarden: records every row change of crm.deals in its audit log data_deals';
