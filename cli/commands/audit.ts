@@ -277,7 +277,7 @@ export function register(program: Command): void {
           process.stdout.write(`would archive ${r.partition}: ${r.records} record(s)\n`);
         else {
           process.stdout.write(
-            `${c.green('ok')} archived ${r.partition}: ${r.records} record(s) to ${r.file} (sha256 ${r.sha256}); the partition is detached and kept as table pgwarden_audit.${r.partition}\n`,
+            `${c.green('ok')} archived ${r.partition}: ${r.records} record(s) to ${r.file} (sha256 ${r.sha256}); detached and kept: ${r.detached.join(', ')}\n`,
           );
         }
       }

@@ -176,7 +176,7 @@ ALTER TABLE ${t} ENABLE ALWAYS TRIGGER append_only_truncate;`,
 function hashed(table: TableModel, alias: string, column: string): Sql {
   const c = sql`${unsafeRaw(alias)}.${ident(column)}`;
   const type = table.columns.find((x) => x.name === column)?.type ?? null;
-  return sql`pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(${stableText(c, type)}, 'UTF8')), 1, 16)`;
+  return sql`pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(${stableText(c, type)}, 'UTF8')), 1, 16)`;
 }
 
 /**

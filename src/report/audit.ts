@@ -252,10 +252,13 @@ export function csvCell(v: unknown): string {
 }
 
 export interface ArchivedPartition {
+  /** the month, as the events' partition name records_YYYY_MM */
   partition: string;
   records: number;
   file: string | null;
   sha256: string | null;
+  /** the tables detached and kept: the events' and each data log's partition of the month */
+  detached: string[];
 }
 
 /**
@@ -308,7 +311,7 @@ export async function archive(
     );
     const records = Number(cnt?.n ?? 0);
     if (o.dryRun) {
-      done.push({ partition: part.name, records, file: null, sha256: null });
+      done.push({ partition: part.name, records, file: null, sha256: null, detached: [] });
       continue;
     }
     if (records !== Number(cnt?.sealed ?? 0)) {
@@ -358,10 +361,11 @@ export async function archive(
       JOIN pgwarden_audit.data_logs d ON d.log = p.relname
       JOIN pg_namespace n ON n.oid = p.relnamespace AND n.nspname = 'pgwarden_audit'
       WHERE c.relname = p.relname || ${suffix} ORDER BY 1`;
+    const detached = [{ parent: 'events', name: part.name }, ...logParts];
     await db.begin(async (tx) => {
       await tx`INSERT INTO pgwarden_audit.archives (partition_name, range_from, range_to, records, first_seq, last_seq, file, file_sha256)
         VALUES (${part.name}, ${part.lo}, ${part.hi}, ${records}, ${cnt?.first_seq ?? null}, ${cnt?.last_seq ?? null}, ${file}, ${digest})`;
-      for (const p of [{ parent: 'events', name: part.name }, ...logParts]) {
+      for (const p of detached) {
         await tx.unsafe(
           `ALTER TABLE pgwarden_audit.${quoteIdent(p.parent)} DETACH PARTITION pgwarden_audit.${quoteIdent(p.name)}`,
         );
@@ -369,7 +373,13 @@ export async function archive(
         await tx`SELECT pgwarden_audit.protect(${p.name})`;
       }
     });
-    done.push({ partition: part.name, records, file, sha256: digest });
+    done.push({
+      partition: part.name,
+      records,
+      file,
+      sha256: digest,
+      detached: detached.map((p) => `pgwarden_audit.${p.name}`),
+    });
   }
   return done;
 }

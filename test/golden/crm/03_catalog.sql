@@ -4470,6 +4470,17 @@ BEGIN
 END
 $$;
 
+-- The hash key, for the generated triggers (which run as this role): `(SELECT
+-- pgwarden_audit._hash_key())` costs nothing until a sensitive value is hashed, where a subquery
+-- on the table opens it at the start of every statement. Executable by nobody else.
+CREATE FUNCTION pgwarden_audit._hash_key() RETURNS bytea
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+  RETURN (SELECT k.key FROM pgwarden_audit.hash_key k);
+END
+$$;
+
 -- ------------------------------------------------------------------ the records view
 
 -- The JSON value of a log column in the canonical record: independent of TimeZone, DateStyle

@@ -936,8 +936,8 @@ BEGIN
         n."customer_id",
         n."name",
         n."title",
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16),
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16)
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16)
       FROM new_rows n;
   ELSIF TG_OP = 'UPDATE' THEN
     IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
@@ -951,10 +951,10 @@ BEGIN
         CASE WHEN o."name" IS DISTINCT FROM n."name" THEN n."name" END,
         CASE WHEN o."title" IS DISTINCT FROM n."title" THEN o."title" END,
         CASE WHEN o."title" IS DISTINCT FROM n."title" THEN n."title" END,
-        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, ''UTF8'')), 1, 16) END
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."phone"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."phone"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."email"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."email"::text, ''UTF8'')), 1, 16) END
       FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg, at, tx, st;
     ELSE
       INSERT INTO "pgwarden_audit"."data_contacts" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_customer_id", "n_customer_id", "o_name", "n_name", "o_title", "n_title", "oh_phone", "nh_phone", "oh_email", "nh_email")
@@ -967,10 +967,10 @@ BEGIN
         CASE WHEN o."name" IS DISTINCT FROM n."name" THEN n."name" END,
         CASE WHEN o."title" IS DISTINCT FROM n."title" THEN o."title" END,
         CASE WHEN o."title" IS DISTINCT FROM n."title" THEN n."title" END,
-        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16) END
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16) END
       FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id";
     END IF;
   ELSE
@@ -980,8 +980,8 @@ BEGIN
         o."customer_id",
         o."name",
         o."title",
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16),
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16)
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16)
       FROM old_rows o;
   END IF;
   RETURN NULL;
@@ -1085,10 +1085,10 @@ BEGIN
         n."customer_type",
         n."status",
         n."in_pool",
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16),
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16),
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, 'UTF8')), 1, 16),
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."id_number"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."address"::text, 'UTF8')), 1, 16),
         n."created_at",
         n."updated_at"
       FROM new_rows n;
@@ -1110,14 +1110,14 @@ BEGIN
         CASE WHEN o."status" IS DISTINCT FROM n."status" THEN n."status" END,
         CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN o."in_pool" END,
         CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN n."in_pool" END,
-        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."phone"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."phone"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."email"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."email"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."id_number"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."id_number"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."address"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."address"::text, ''UTF8'')), 1, 16) END,
         CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN o."created_at" END,
         CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN n."created_at" END,
         CASE WHEN o."updated_at" IS DISTINCT FROM n."updated_at" THEN o."updated_at" END,
@@ -1140,14 +1140,14 @@ BEGIN
         CASE WHEN o."status" IS DISTINCT FROM n."status" THEN n."status" END,
         CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN o."in_pool" END,
         CASE WHEN o."in_pool" IS DISTINCT FROM n."in_pool" THEN n."in_pool" END,
-        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."id_number"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."address"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."phone" IS DISTINCT FROM n."phone" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."phone"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."email" IS DISTINCT FROM n."email" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."email"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."id_number"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."id_number" IS DISTINCT FROM n."id_number" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."id_number"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."address"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."address" IS DISTINCT FROM n."address" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."address"::text, 'UTF8')), 1, 16) END,
         CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN o."created_at" END,
         CASE WHEN o."created_at" IS DISTINCT FROM n."created_at" THEN n."created_at" END,
         CASE WHEN o."updated_at" IS DISTINCT FROM n."updated_at" THEN o."updated_at" END,
@@ -1164,10 +1164,10 @@ BEGIN
         o."customer_type",
         o."status",
         o."in_pool",
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16),
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16),
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."id_number"::text, 'UTF8')), 1, 16),
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."address"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."phone"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."email"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."id_number"::text, 'UTF8')), 1, 16),
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."address"::text, 'UTF8')), 1, 16),
         o."created_at",
         o."updated_at"
       FROM old_rows o;
@@ -1201,7 +1201,7 @@ BEGIN
         n."owner",
         n."title",
         n."stage",
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, 'UTF8')), 1, 16)
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."amount"::text, 'UTF8')), 1, 16)
       FROM new_rows n;
   ELSIF TG_OP = 'UPDATE' THEN
     IF (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 101) x) > 100 THEN
@@ -1217,8 +1217,8 @@ BEGIN
         CASE WHEN o."title" IS DISTINCT FROM n."title" THEN n."title" END,
         CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN o."stage" END,
         CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN n."stage" END,
-        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, ''UTF8'')), 1, 16) END,
-        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, ''UTF8'')), 1, 16) END
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."amount"::text, ''UTF8'')), 1, 16) END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."amount"::text, ''UTF8'')), 1, 16) END
       FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id"' USING actor, chg, at, tx, st;
     ELSE
       INSERT INTO "pgwarden_audit"."data_deals" (recorded_at, op, key, person, actor, authenticator, txid, statement_at, detail, "o_id", "n_id", "o_customer_id", "n_customer_id", "o_owner", "n_owner", "o_title", "n_title", "o_stage", "n_stage", "oh_amount", "nh_amount")
@@ -1233,8 +1233,8 @@ BEGIN
         CASE WHEN o."title" IS DISTINCT FROM n."title" THEN n."title" END,
         CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN o."stage" END,
         CASE WHEN o."stage" IS DISTINCT FROM n."stage" THEN n."stage" END,
-        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, 'UTF8')), 1, 16) END,
-        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(n."amount"::text, 'UTF8')), 1, 16) END
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."amount"::text, 'UTF8')), 1, 16) END,
+        CASE WHEN o."amount" IS DISTINCT FROM n."amount" THEN pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(n."amount"::text, 'UTF8')), 1, 16) END
       FROM old_rows o FULL JOIN new_rows n ON o."id" = n."id";
     END IF;
   ELSE
@@ -1245,7 +1245,7 @@ BEGIN
         o."owner",
         o."title",
         o."stage",
-        pg_catalog.substr(pg_catalog.sha256((SELECT hk.key FROM pgwarden_audit.hash_key hk) || pg_catalog.convert_to(o."amount"::text, 'UTF8')), 1, 16)
+        pg_catalog.substr(pg_catalog.sha256((SELECT pgwarden_audit._hash_key()) || pg_catalog.convert_to(o."amount"::text, 'UTF8')), 1, 16)
       FROM old_rows o;
   END IF;
   RETURN NULL;
