@@ -191,13 +191,17 @@ export function presenceCheck(
       return sql`EXISTS (SELECT FROM pgwarden.${unsafeRaw(quoteIdent(o.table))} x WHERE x.${unsafeRaw(quoteIdent(o.keyColumn))} = ${literal(o.key)}${conds.length ? sql` AND ${join(conds, ' AND ')}` : unsafeRaw('')})`;
     }
     case 'audit_log': {
-      // the log exists with every value column the model asks for (ensure_data_log adds them);
-      // read from pg_attribute, so that a database from before sql/018 is asked nothing else
+      // the log exists with every value column the model asks for (ensure_data_log adds them),
+      // each of the type the table's column has now (a changed type shows as drift, and apply
+      // then stops with ensure_data_log's error); read from pg_attribute only, so that a
+      // database from before sql/018 is asked nothing else
       const log = literal(`pgwarden_audit.${quoteIdent(o.log)}`);
+      const src = literal(`${quoteIdent(o.schema)}.${quoteIdent(o.table)}`);
       return sql`(pg_catalog.to_regclass(${log}) IS NOT NULL
-        AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_to_recordset(${literal(JSON.stringify(o.columns))}::jsonb) AS x(old name, new name, hashed boolean), pg_catalog.unnest(ARRAY[x.old, x.new]) AS v(col)
+        AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_to_recordset(${literal(JSON.stringify(o.columns))}::jsonb) AS x("column" text, old name, new name, hashed boolean), pg_catalog.unnest(ARRAY[x.old, x.new]) AS v(col)
           WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass(${log}) AND a.attname = v.col AND NOT a.attisdropped
-            AND (NOT x.hashed OR a.atttypid = 'bytea'::regtype))))`;
+            AND a.atttypid = CASE WHEN x.hashed THEN 'bytea'::regtype
+              ELSE COALESCE((SELECT t.atttypid FROM pg_catalog.pg_attribute t WHERE t.attrelid = pg_catalog.to_regclass(${src}) AND t.attname = x."column" AND t.attnum > 0 AND NOT t.attisdropped), a.atttypid) END)))`;
     }
     case 'table_owner':
       return sql`EXISTS (SELECT FROM ${relation(o.schema, o.table)} AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.owner)}))`;

@@ -1,0 +1,165 @@
+/**
+ * The typed data logs behind pgwarden_audit.records (sql/018, issue 4): what a record of a row
+ * change looks like when read back, that it reads the same under any session settings, and what
+ * happens when a protected table changes shape under the audit (a new column, a new sensitive
+ * column, a column whose type changed).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setupCrm } from '../examples/crm/setup.js';
+import { apply, planAgainst } from '../src/apply/index.js';
+import { canonicalJson, sha256 } from '../src/catalog/fingerprint.js';
+import { compile } from '../src/compile/index.js';
+import type { Model, TableModel } from '../src/model/types.js';
+import { anchor, seal, verify } from '../src/report/audit.js';
+import { createTestDatabase, type TestDb } from './helpers/db.js';
+
+let t: TestDb;
+let model: Model;
+beforeAll(async () => {
+  t = await createTestDatabase();
+  ({ model } = await setupCrm(t.sql, { rolePrefix: t.prefix }));
+});
+afterAll(async () => {
+  await t?.cleanup();
+});
+
+/** The CRM model with one table changed. */
+const withTable = (name: string, change: (x: TableModel) => TableModel): Model => ({
+  ...model,
+  tables: model.tables.map((x) => (x.table === name ? change(x) : x)),
+});
+const applyModel = (m: Model) =>
+  apply(t.sql, compile(m, { rolePrefix: t.prefix }), {
+    modelName: m.name,
+    modelHash: sha256(canonicalJson(m)),
+  });
+const lastChange = async (table: string, settings = '') =>
+  t.sql.begin(async (tx) => {
+    if (settings) await tx.unsafe(settings);
+    const [r] = await tx<{ id: string; operation: string; changes: Record<string, unknown> }[]>`
+      SELECT id, operation, changes FROM pgwarden_audit.records
+      WHERE table_name = ${table} ORDER BY id DESC LIMIT 1`;
+    return r;
+  });
+
+describe('a row change read back through pgwarden_audit.records', () => {
+  it('an INSERT lists the non-NULL values, times in UTC, sensitive ones as keyed hashes; the same under any TimeZone, DateStyle, extra_float_digits', async () => {
+    await t.sql`INSERT INTO crm.customers (name, owner, region, customer_type, phone, email, created_at)
+      VALUES ('Typed Ltd', 'alice', 'north', 'smb', '+1-555-0100', NULL, '2026-11-30 23:30:00+00')`;
+    const plain = await lastChange('crm.customers');
+    expect(plain?.operation).toBe('INSERT');
+    const row = (plain?.changes as { new: Record<string, unknown> }).new;
+    expect(row.name).toBe('Typed Ltd');
+    expect(row.in_pool).toBe(false);
+    expect(row.created_at).toBe('2026-11-30T23:30:00.000000Z');
+    expect(row.phone).toMatch(/^hmac:[0-9a-f]{32}$/);
+    // the same keyed hash as pgwarden_audit.hash_value() gives, which the catalog's records use
+    const [h] = await t.sql`SELECT pgwarden_audit.hash_value('+1-555-0100') AS h`;
+    expect(row.phone).toBe(h?.h);
+    // NULL columns are left out (email, id_number, address)
+    expect(Object.keys(row)).not.toContain('email');
+    expect(Object.keys(row)).not.toContain('id_number');
+    const odd = await lastChange(
+      'crm.customers',
+      "SET LOCAL TimeZone = 'Asia/Kathmandu'; SET LOCAL DateStyle = 'SQL, DMY'; SET LOCAL extra_float_digits = -3",
+    );
+    expect(odd).toEqual(plain);
+  });
+
+  it('an UPDATE lists only the changed columns, old and new; a DELETE the old row', async () => {
+    const [c] = await t.sql`SELECT id FROM crm.customers WHERE name = 'Typed Ltd'`;
+    await t.sql`UPDATE crm.customers SET status = 'active', email = 'x@typed.example' WHERE id = ${c?.id}`;
+    const upd = await lastChange('crm.customers');
+    expect(upd?.operation).toBe('UPDATE');
+    expect(Object.keys(upd?.changes ?? {}).sort()).toEqual(['email', 'status']);
+    expect(upd?.changes.status).toEqual({ old: 'lead', new: 'active' });
+    // NULL to a value: only the new side, as a keyed hash
+    expect(upd?.changes.email).toEqual({ new: expect.stringMatching(/^hmac:[0-9a-f]{32}$/) });
+    await t.sql`DELETE FROM crm.customers WHERE id = ${c?.id}`;
+    const del = await lastChange('crm.customers');
+    expect(del?.operation).toBe('DELETE');
+    expect((del?.changes as { old: Record<string, unknown> }).old.status).toBe('active');
+  });
+
+  it('nobody writes through the view, not even its owner or a superuser', async () => {
+    for (const stmt of [
+      `INSERT INTO pgwarden_audit.records (kind, operation, actor, authenticator) VALUES ('data', 'X', 'x', 'x')`,
+      `UPDATE pgwarden_audit.records SET person = 'nobody'`,
+      'DELETE FROM pgwarden_audit.records',
+    ]) {
+      await expect(t.sql.unsafe(stmt), stmt).rejects.toMatchObject({ code: '42501' });
+    }
+  });
+});
+
+describe('a protected table that changes shape', () => {
+  it('a new column and a newly sensitive column widen the log; sealed records still verify against the anchor', async () => {
+    await t.sql`UPDATE crm.deals SET stage = 'won' WHERE id = (SELECT min(id) FROM crm.deals)`;
+    await seal(t.sql);
+    const head = await anchor(t.sql);
+    expect((await verify(t.sql, { anchor: head })).ok).toBe(true);
+
+    await t.sql`ALTER TABLE crm.deals ADD COLUMN note text`;
+    const m = withTable('deals', (x) => ({
+      ...x,
+      columns: [...x.columns, { name: 'note', type: 'text' }],
+      // title becomes sensitive: from now on its values are stored as keyed hashes
+      sensitive: [...x.sensitive, 'title'].sort(),
+    }));
+    const plan = await planAgainst(t.sql, compile(m, { rolePrefix: t.prefix }));
+    expect(plan.steps.map((s) => s.summary)).toContain(
+      'replace audit log "pgwarden_audit"."data_deals" of "crm"."deals"',
+    );
+    await applyModel(m);
+    const cols = await t.sql<{ c: string; type: string }[]>`
+      SELECT column_name || ':' || old_column || '/' || new_column AS c, type::text AS type
+      FROM pgwarden_audit.data_log_columns WHERE log = 'data_deals' AND column_name IN ('note', 'title')
+      ORDER BY 1`;
+    expect(cols).toEqual([
+      { c: 'note:o_note/n_note', type: 'text' },
+      { c: 'title:o_title/n_title', type: 'text' },
+      { c: 'title:oh_title/nh_title', type: 'bytea' },
+    ]);
+    expect((await planAgainst(t.sql, compile(m, { rolePrefix: t.prefix }))).steps).toEqual([]);
+
+    await t.sql`UPDATE crm.deals SET note = 'call back', title = 'Renamed deal' WHERE id = (SELECT min(id) FROM crm.deals)`;
+    const upd = await lastChange('crm.deals');
+    expect(upd?.changes.note).toEqual({ new: 'call back' });
+    expect(upd?.changes.title).toEqual({
+      old: expect.stringMatching(/^hmac:/),
+      new: expect.stringMatching(/^hmac:/),
+    });
+    // the records sealed before read the same as when they were sealed
+    await seal(t.sql);
+    const r = await verify(t.sql, { anchor: head });
+    expect(r.problems).toEqual([]);
+    expect(r.ok).toBe(true);
+  });
+
+  it('a column whose type changed: the plan shows the log as drifted, and apply stops naming the column', async () => {
+    // (the view reads the column: a DBA drops it to change the type, and apply makes it again)
+    await t.sql`DROP VIEW crm_api.deals CASCADE`;
+    await t.sql`ALTER TABLE crm.deals ALTER COLUMN stage TYPE varchar(40)`;
+    const m = withTable('deals', (x) => ({
+      ...x,
+      columns: [...x.columns, { name: 'note', type: 'text' }],
+      sensitive: [...x.sensitive, 'title'].sort(),
+    }));
+    const plan = await planAgainst(t.sql, compile(m, { rolePrefix: t.prefix }));
+    expect(plan.steps.map((s) => s.summary)).toEqual(
+      expect.arrayContaining([
+        're-create audit log "pgwarden_audit"."data_deals" of "crm"."deals" (changed or removed outside pgwarden)',
+      ]),
+    );
+    const failed = await applyModel(m).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(failed?.message).toMatch(
+      /column crm\.deals\.stage changed type from text to character varying: its data log pgwarden_audit\.data_deals keeps text values in n_stage/,
+    );
+    // nothing was applied, and writes are still recorded (varchar goes into the text column)
+    await t.sql`UPDATE crm.deals SET stage = 'lost' WHERE id = (SELECT min(id) FROM crm.deals)`;
+    expect((await lastChange('crm.deals'))?.changes.stage).toEqual({ old: 'won', new: 'lost' });
+  });
+});
