@@ -78,7 +78,9 @@ describe('a row change read back through pgwarden_audit.records', () => {
     await t.sql`DELETE FROM crm.customers WHERE id = ${c?.id}`;
     const del = await lastChange('crm.customers');
     expect(del?.operation).toBe('DELETE');
-    expect((del?.changes as { old: Record<string, unknown> } | undefined)?.old.status).toBe('active');
+    expect((del?.changes as { old: Record<string, unknown> } | undefined)?.old.status).toBe(
+      'active',
+    );
   });
 
   it('nobody writes through the view, not even its owner or a superuser', async () => {
