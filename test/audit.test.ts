@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { anchor, seal, verify } from '../src/report/audit.js';
 import { withPerson } from '../src/runtime/with-person.js';
+import { quoteIdent } from '../src/sql/quote.js';
 import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
 
 let t: TestDb;
@@ -30,15 +31,18 @@ const records = async (where: string) =>
 const holder = async (db: postgres.Sql | postgres.TransactionSql, id: number) => {
   const logs = await db<{ log: string }[]>`SELECT log FROM pgwarden_audit.data_logs ORDER BY log`;
   for (const table of ['events', ...logs.map((l) => l.log)]) {
-    const found = await db.unsafe(`SELECT 1 FROM pgwarden_audit."${table}" WHERE id = $1`, [id]);
-    if (found.length > 0) return `pgwarden_audit."${table}"`;
+    const found = await db.unsafe(
+      `SELECT 1 FROM pgwarden_audit.${quoteIdent(table)} WHERE id = $1`,
+      [id],
+    );
+    if (found.length > 0) return `pgwarden_audit.${quoteIdent(table)}`;
   }
   throw new Error(`record ${id} is in no audit table`);
 };
 const auditTables = async (db: postgres.Sql | postgres.TransactionSql) => [
   'pgwarden_audit.events',
   ...(await db<{ log: string }[]>`SELECT log FROM pgwarden_audit.data_logs ORDER BY log`).map(
-    (l) => `pgwarden_audit."${l.log}"`,
+    (l) => `pgwarden_audit.${quoteIdent(l.log)}`,
   ),
 ];
 const maxId = async () =>
@@ -339,7 +343,7 @@ describe('tampering by a superuser is detected', () => {
       await t.sql`SELECT record_id::int AS id FROM pgwarden_audit.chain ORDER BY seq`
     ).map((r) => r.id as number);
     // one record of each kind of table behind the view: a row change in a data log, an event
-    const inLog = async (id: number) => (await holder(t.sql, id)) !== 'pgwarden_audit."events"';
+    const inLog = async (id: number) => (await holder(t.sql, id)) !== 'pgwarden_audit.events';
     let editedId = ids[10] as number;
     for (const id of ids.slice(10)) {
       if (await inLog(id)) {

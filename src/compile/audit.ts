@@ -172,6 +172,38 @@ ALTER TABLE ${t} ENABLE ALWAYS TRIGGER append_only_truncate;`,
   };
 }
 
+/**
+ * The first variables of every data-change trigger function: the acting role (what
+ * pgwarden.caller() computes) and the approved change being applied, if any (sql/011, 012).
+ */
+const ACTOR_DECLARE = `  actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
+                     ELSE pg_catalog.current_setting('role')::name END;
+  chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
+                    THEN pgwarden_audit.applying_change() END;
+`;
+
+/** A data-change trigger function of a protected table, owned by the audit owner. */
+function triggerFunction(
+  table: TableModel,
+  roles: RoleNames,
+  body: Sql,
+  comment: string,
+): FunctionObject {
+  return {
+    kind: 'function',
+    schema: AUDIT_SCHEMA,
+    name: auditFunctionName(table),
+    args: [],
+    returns: 'trigger',
+    language: 'plpgsql',
+    volatility: 'volatile',
+    securityDefiner: true,
+    owner: roles.auditOwner,
+    body: body.text,
+    comment,
+  };
+}
+
 /** The keyed hash of a sensitive value as stored in a data log: 16 bytes (NULL stays NULL). */
 function hashed(table: TableModel, alias: string, column: string): Sql {
   const c = sql`${unsafeRaw(alias)}.${ident(column)}`;
@@ -247,11 +279,7 @@ function dataLogFunction(model: Model, table: TableModel, roles: RoleNames): Fun
   // cached for the single-row updates that follow in the same session.
   const body = sql`
 DECLARE
-  actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
-                     ELSE pg_catalog.current_setting('role')::name END;
-  chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
-                    THEN pgwarden_audit.applying_change() END;
-  at timestamptz := pg_catalog.clock_timestamp();
+${unsafeRaw(ACTOR_DECLARE)}  at timestamptz := pg_catalog.clock_timestamp();
   tx xid8 := pg_catalog.pg_current_xact_id();
   st timestamptz := pg_catalog.statement_timestamp();
 BEGIN
@@ -269,19 +297,12 @@ BEGIN
   RETURN NULL;
 END
 `;
-  return {
-    kind: 'function',
-    schema: AUDIT_SCHEMA,
-    name: auditFunctionName(table),
-    args: [],
-    returns: 'trigger',
-    language: 'plpgsql',
-    volatility: 'volatile',
-    securityDefiner: true,
-    owner: roles.auditOwner,
-    body: body.text,
-    comment: `pgwarden: records every row change of ${name} in its audit log ${dataLogName(table)}`,
-  };
+  return triggerFunction(
+    table,
+    roles,
+    body,
+    `pgwarden: records every row change of ${name} in its audit log ${dataLogName(table)}`,
+  );
 }
 
 /**
@@ -329,11 +350,7 @@ function citusAuditFunction(model: Model, table: TableModel, roles: RoleNames): 
   const updateKey = sql`COALESCE(n.${key}, o.${key})::text`;
   const body = sql`
 DECLARE
-  actor name := CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
-                     ELSE pg_catalog.current_setting('role')::name END;
-  chg jsonb := CASE WHEN pg_catalog.current_setting('pgwarden.applying_change', true) <> ''
-                    THEN pgwarden_audit.applying_change() END;
-BEGIN
+${unsafeRaw(ACTOR_DECLARE)}BEGIN
   IF TG_OP = 'INSERT' THEN
     ${insert('INSERT', sql`n.${key}::text`, inserted, unsafeRaw('(SELECT NEW.*) n'))};
   ELSIF TG_OP = 'UPDATE' THEN
@@ -344,19 +361,12 @@ BEGIN
   RETURN NULL;
 END
 `;
-  return {
-    kind: 'function',
-    schema: AUDIT_SCHEMA,
-    name: auditFunctionName(table),
-    args: [],
-    returns: 'trigger',
-    language: 'plpgsql',
-    volatility: 'volatile',
-    securityDefiner: true,
-    owner: roles.auditOwner,
-    body: body.text,
-    comment: `pgwarden: records every row change of ${name} in the audit log`,
-  };
+  return triggerFunction(
+    table,
+    roles,
+    body,
+    `pgwarden: records every row change of ${name} in the audit log`,
+  );
 }
 
 function changeTriggers(
