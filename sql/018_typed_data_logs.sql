@@ -52,51 +52,74 @@ ALTER TABLE pgwarden_audit.data_logs ENABLE ALWAYS TRIGGER append_only_truncate;
 ALTER TABLE pgwarden_audit.data_log_columns ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE pgwarden_audit.data_log_columns ENABLE ALWAYS TRIGGER append_only_truncate;
 
+-- How many column pairs the records view was last built with: the view is rebuilt once, at
+-- commit, after a transaction added column pairs (an apply may add hundreds of logs).
+CREATE TABLE pgwarden_audit.records_view_state (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  columns bigint NOT NULL
+);
+INSERT INTO pgwarden_audit.records_view_state (columns) VALUES (0);
+
 -- ------------------------------------------------------------------ partitions
 
--- Monthly partitions of every partitioned table of the schema (the events and each data log),
--- from `from_month` for `months` months (idempotent). The events' partitions keep their names
+-- Monthly partitions of one partitioned table of the schema (the events or a data log), from
+-- `from_month` for `months` months (idempotent). The events' partitions keep their names
 -- (records_YYYY_MM); a data log's are <log>_YYYY_MM. A month that was archived, or whose rows
 -- went to the default partition, gets no partition.
-CREATE OR REPLACE FUNCTION pgwarden_audit.ensure_partitions(from_month date DEFAULT NULL, months integer DEFAULT 13) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
+CREATE FUNCTION pgwarden_audit._ensure_partitions_of(parent name, from_month date, months integer) RETURNS integer
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  m date := pg_catalog.date_trunc('month', COALESCE(from_month, (pg_catalog.now() AT TIME ZONE 'UTC')::date - 31))::date;
+  m date := pg_catalog.date_trunc('month', from_month)::date;
+  prefix text := CASE WHEN parent = 'events' THEN 'records' ELSE parent END;
+  deflt text := prefix || '_default';
   made integer := 0;
-  parent name;
-  prefix text;
-  deflt text;
   name text;
   month text;
   lo timestamptz;
   hi timestamptz;
   used boolean;
 BEGIN
+  FOR i IN 0 .. months - 1 LOOP
+    month := pg_catalog.to_char(m + pg_catalog.make_interval(months => i), 'YYYY_MM');
+    name := prefix || '_' || month;
+    lo := ((m + pg_catalog.make_interval(months => i))::timestamp AT TIME ZONE 'UTC');
+    hi := ((m + pg_catalog.make_interval(months => i + 1))::timestamp AT TIME ZONE 'UTC');
+    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('pgwarden_audit.%I', name)) IS NOT NULL;
+    CONTINUE WHEN EXISTS (SELECT FROM pgwarden_audit.archives a WHERE a.partition_name = 'records_' || month);
+    used := false;
+    IF pg_catalog.to_regclass(pg_catalog.format('pgwarden_audit.%I', deflt)) IS NOT NULL THEN
+      EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM pgwarden_audit.%I d WHERE d.recorded_at >= $1 AND d.recorded_at < $2)', deflt)
+        INTO used USING lo, hi;
+    END IF;
+    CONTINUE WHEN used;
+    EXECUTE pg_catalog.format('CREATE TABLE pgwarden_audit.%I PARTITION OF pgwarden_audit.%I FOR VALUES FROM (%L) TO (%L)', name, parent, lo, hi);
+    PERFORM pgwarden_audit.protect(name);
+    made := made + 1;
+  END LOOP;
+  RETURN made;
+END
+$$;
+
+-- Monthly partitions of every partitioned table of the schema, by default last month, this
+-- month and the next (UTC): `pgwarden audit seal` runs it, so the next month's partitions exist
+-- before the month begins. (Version 3 made 13 months ahead for its one table; with a log per
+-- protected table, that would be 13 tables per table, each locked by every seal.)
+CREATE OR REPLACE FUNCTION pgwarden_audit.ensure_partitions(from_month date DEFAULT NULL, months integer DEFAULT 3) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  made integer := 0;
+  parent name;
+BEGIN
   FOR parent IN
     SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = 'pgwarden_audit' AND c.relkind = 'p' ORDER BY c.relname
   LOOP
-    prefix := CASE WHEN parent = 'events' THEN 'records' ELSE parent END;
-    deflt := prefix || '_default';
-    FOR i IN 0 .. months - 1 LOOP
-      month := pg_catalog.to_char(m + pg_catalog.make_interval(months => i), 'YYYY_MM');
-      name := prefix || '_' || month;
-      lo := ((m + pg_catalog.make_interval(months => i))::timestamp AT TIME ZONE 'UTC');
-      hi := ((m + pg_catalog.make_interval(months => i + 1))::timestamp AT TIME ZONE 'UTC');
-      CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('pgwarden_audit.%I', name)) IS NOT NULL;
-      CONTINUE WHEN EXISTS (SELECT FROM pgwarden_audit.archives a WHERE a.partition_name = 'records_' || month);
-      used := false;
-      IF pg_catalog.to_regclass(pg_catalog.format('pgwarden_audit.%I', deflt)) IS NOT NULL THEN
-        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM pgwarden_audit.%I d WHERE d.recorded_at >= $1 AND d.recorded_at < $2)', deflt)
-          INTO used USING lo, hi;
-      END IF;
-      CONTINUE WHEN used;
-      EXECUTE pg_catalog.format('CREATE TABLE pgwarden_audit.%I PARTITION OF pgwarden_audit.%I FOR VALUES FROM (%L) TO (%L)', name, parent, lo, hi);
-      PERFORM pgwarden_audit.protect(name);
-      made := made + 1;
-    END LOOP;
+    made := made + pgwarden_audit._ensure_partitions_of(parent,
+      COALESCE(from_month, (pg_catalog.now() AT TIME ZONE 'UTC')::date - 31), months);
   END LOOP;
   RETURN made;
 END
@@ -193,14 +216,15 @@ BEGIN
       lg.log);
   END LOOP;
   EXECUTE 'CREATE OR REPLACE VIEW pgwarden_audit.records AS ' || q;
+  UPDATE pgwarden_audit.records_view_state SET columns = (SELECT pg_catalog.count(*) FROM pgwarden_audit.data_log_columns);
   EXECUTE 'COMMENT ON VIEW pgwarden_audit.records IS ' || pg_catalog.quote_literal(
     'Every audit record: the events and the row changes of every data log, as one list (what the chain seals).');
   REVOKE ALL ON pgwarden_audit.records FROM PUBLIC;
 END
 $$;
 
--- Creates the data log of a protected table, or adds the columns it lacks, then rebuilds the
--- records view. `cols`: [{"column", "old", "new", "hashed"}]; each value column takes the type
+-- Creates the data log of a protected table, or adds the columns it lacks (the records view is
+-- rebuilt at commit). `cols`: [{"column", "old", "new", "hashed"}]; each value column takes the type
 -- the table's column has now (bytea for keyed hashes). A column whose type changed cannot be
 -- stored in the column its old values are in: refused, naming the column.
 CREATE FUNCTION pgwarden_audit.ensure_data_log(log name, tbl_schema name, tbl name, key_column name, cols jsonb) RETURNS void
@@ -289,13 +313,34 @@ BEGIN
     END IF;
   END LOOP;
   IF grew THEN
-    PERFORM pgwarden_audit.ensure_partitions();
-    PERFORM pgwarden_audit.rebuild_records_view();
+    -- this month's and the next month's partitions of this log (seal makes the later ones)
+    IF rel IS NOT NULL THEN
+      PERFORM pgwarden_audit._ensure_partitions_of(log, (pg_catalog.now() AT TIME ZONE 'UTC')::date, 2);
+    END IF;
+    -- (the records view follows at commit: records_view_behind below)
   END IF;
 END
 $$;
 COMMENT ON FUNCTION pgwarden_audit.ensure_data_log(name, name, name, name, jsonb) IS
-  'Creates or widens the typed data log of a protected table (never narrows or drops it), then rebuilds pgwarden_audit.records.';
+  'Creates or widens the typed data log of a protected table (never narrows or drops it); pgwarden_audit.records is rebuilt at commit.';
+
+-- Rebuilds the records view at commit when column pairs were added since it was last built:
+-- once per transaction, however many logs it made.
+CREATE FUNCTION pgwarden_audit._records_view_behind() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF (SELECT s.columns FROM pgwarden_audit.records_view_state s)
+     IS DISTINCT FROM (SELECT pg_catalog.count(*) FROM pgwarden_audit.data_log_columns) THEN
+    PERFORM pgwarden_audit.rebuild_records_view();
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER records_view_behind AFTER INSERT ON pgwarden_audit.data_log_columns
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgwarden_audit._records_view_behind();
+ALTER TABLE pgwarden_audit.data_log_columns ENABLE ALWAYS TRIGGER records_view_behind;
 
 -- The view as it is before any data log exists: the events alone. The chain, the log views and
 -- the functions below are bound to it.

@@ -464,7 +464,10 @@ describe('the audit log from the command line', () => {
       const lastMonth = new Date();
       lastMonth.setUTCDate(1);
       lastMonth.setUTCMonth(lastMonth.getUTCMonth() - 1);
-      // (three row changes in the customers' data log, two permission changes in the events)
+      // (three row changes in the customers' data log, two permission changes in the events;
+      // the log was made this month, so its partition for last month is made first, as
+      // `audit seal` would have made it then)
+      await d.sql`SELECT pgwarden_audit.ensure_partitions()`;
       await d.sql`INSERT INTO pgwarden_audit.data_customers (recorded_at, op, key, actor, authenticator, txid, statement_at, o_status, n_status)
         SELECT ${lastMonth.toISOString()}::timestamptz + g * interval '1 hour', 'U', g, 'postgres', 'postgres', pg_current_xact_id(), ${lastMonth.toISOString()}::timestamptz, 'lead', 'active'
         FROM generate_series(1, 3) g`;

@@ -5,6 +5,7 @@
 import type postgres from 'postgres';
 import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
 import type {
+  AuditLogObject,
   CatalogObject,
   GrantObject,
   GrantTarget,
@@ -191,17 +192,11 @@ export function presenceCheck(
       return sql`EXISTS (SELECT FROM pgwarden.${unsafeRaw(quoteIdent(o.table))} x WHERE x.${unsafeRaw(quoteIdent(o.keyColumn))} = ${literal(o.key)}${conds.length ? sql` AND ${join(conds, ' AND ')}` : unsafeRaw('')})`;
     }
     case 'audit_log': {
-      // the log exists with every value column the model asks for (ensure_data_log adds them),
-      // each of the type the table's column has now (a changed type shows as drift, and apply
-      // then stops with ensure_data_log's error); read from pg_attribute only, so that a
-      // database from before sql/018 is asked nothing else
-      const log = literal(`pgwarden_audit.${quoteIdent(o.log)}`);
-      const src = literal(`${quoteIdent(o.schema)}.${quoteIdent(o.table)}`);
-      return sql`(pg_catalog.to_regclass(${log}) IS NOT NULL
-        AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_to_recordset(${literal(JSON.stringify(o.columns))}::jsonb) AS x("column" text, old name, new name, hashed boolean), pg_catalog.unnest(ARRAY[x.old, x.new]) AS v(col)
-          WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass(${log}) AND a.attname = v.col AND NOT a.attisdropped
-            AND a.atttypid = CASE WHEN x.hashed THEN 'bytea'::regtype
-              ELSE COALESCE((SELECT t.atttypid FROM pg_catalog.pg_attribute t WHERE t.attrelid = pg_catalog.to_regclass(${src}) AND t.attname = x."column" AND t.attnum > 0 AND NOT t.attisdropped), a.atttypid) END)))`;
+      const row = auditLogRow(o);
+      return auditLogPresent({
+        text: (c) => literal(row[c] as string),
+        name: (c) => literal(row[c] as string),
+      });
     }
     case 'table_owner':
       return sql`EXISTS (SELECT FROM ${relation(o.schema, o.table)} AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${literal(o.owner)}))`;
@@ -476,9 +471,35 @@ function sameServerFormOf(kind: 'policy' | 'view', t: BatchColumns): Sql {
   return sql`${form} IS NOT DISTINCT FROM (SELECT a.server_form FROM pgwarden.applied_objects a WHERE a.key = ${t.text('key')})`;
 }
 
+/** The row of an audit log's presence check: the log, its table, and its value columns as json. */
+function auditLogRow(o: AuditLogObject): Record<string, string> {
+  return {
+    log: `pgwarden_audit.${quoteIdent(o.log)}`,
+    src: `${quoteIdent(o.schema)}.${quoteIdent(o.table)}`,
+    columns: JSON.stringify(o.columns),
+  };
+}
+
+/**
+ * An audit log is present when it exists with every value column the model asks for
+ * (ensure_data_log adds them), each of the type the table's column has now: a changed type
+ * shows as drift, and apply then stops with ensure_data_log's error. Read from pg_attribute
+ * only, so that a database from before sql/018 is asked nothing else.
+ */
+function auditLogPresent(t: BatchColumns): Sql {
+  const log = sql`pg_catalog.to_regclass(${t.text('log')})`;
+  return sql`(${log} IS NOT NULL
+        AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_to_recordset((${t.text('columns')})::jsonb) AS x("column" text, old name, new name, hashed boolean), pg_catalog.unnest(ARRAY[x.old, x.new]) AS v(col)
+          WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = ${log} AND a.attname = v.col AND NOT a.attisdropped
+            AND a.atttypid = CASE WHEN x.hashed THEN 'bytea'::regtype
+              ELSE COALESCE((SELECT s.atttypid FROM pg_catalog.pg_attribute s WHERE s.attrelid = pg_catalog.to_regclass(${t.text('src')}) AND s.attname = x."column" AND s.attnum > 0 AND NOT s.attisdropped), a.atttypid) END)))`;
+}
+
 /** presenceCheck as a batch, for the kinds that come in numbers; null: checked one by one. */
 function presenceBatch(o: CatalogObject, catalogInstalled: boolean): Batch | null {
   switch (o.kind) {
+    case 'audit_log':
+      return { shape: o.kind, row: auditLogRow(o), check: auditLogPresent };
     case 'table_owner':
       return {
         shape: o.kind,
