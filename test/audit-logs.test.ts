@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { apply, planAgainst } from '../src/apply/index.js';
 import { canonicalJson, sha256 } from '../src/catalog/fingerprint.js';
+import { dataLogColumns, dataLogName } from '../src/compile/audit.js';
 import { compile } from '../src/compile/index.js';
 import type { Model, TableModel } from '../src/model/types.js';
 import { anchor, seal, verify } from '../src/report/audit.js';
@@ -163,5 +164,33 @@ describe('a protected table that changes shape', () => {
     // nothing was applied, and writes are still recorded (varchar goes into the text column)
     await t.sql`UPDATE crm.deals SET stage = 'lost' WHERE id = (SELECT min(id) FROM crm.deals)`;
     expect((await lastChange('crm.deals'))?.changes.stage).toEqual({ old: 'won', new: 'lost' });
+  });
+});
+
+describe('names of data logs and their columns', () => {
+  it('stay within 63 bytes with room for a partition suffix, and differ for different long names', () => {
+    const long = (n: string) => `${n}_${'x'.repeat(58)}`;
+    const table = (name: string, columns: string[], sensitive: string[] = []) =>
+      ({
+        ...model.tables[0],
+        name,
+        table: name,
+        columns: columns.map((c) => ({ name: c, type: 'text' })),
+        sensitive,
+      }) as TableModel;
+    const t1 = table(long('a'), [long('c1'), long('c2'), 'short'], [long('c2')]);
+    const t2 = table(long('b'), []);
+    expect(dataLogName(table('deals', []))).toBe('data_deals');
+    for (const n of [dataLogName(t1), dataLogName(t2)]) {
+      expect(Buffer.byteLength(`${n}_2026_12`)).toBeLessThanOrEqual(63);
+      expect(Buffer.byteLength(`${n}_default`)).toBeLessThanOrEqual(63);
+    }
+    expect(dataLogName(t1)).not.toBe(dataLogName(t2));
+    const cols = t1.columns.map((c) => dataLogColumns(t1, c.name));
+    const names = cols.flatMap((c) => [c.old, c.new]);
+    for (const n of names) expect(Buffer.byteLength(n)).toBeLessThanOrEqual(63);
+    expect(new Set(names).size).toBe(names.length);
+    expect(cols[1]).toMatchObject({ hashed: true, old: expect.stringMatching(/^oh_/) });
+    expect(cols[2]).toEqual({ column: 'short', old: 'o_short', new: 'n_short', hashed: false });
   });
 });

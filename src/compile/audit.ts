@@ -53,18 +53,20 @@ export const CATALOG_AUDITED: readonly { table: string; key: string; hashed?: st
   { table: 'encrypted_columns', key: 'key' },
 ];
 
-export function auditFunctionName(table: TableModel): string {
-  const name = `changed_${table.name}`;
-  if (Buffer.byteLength(name, 'utf8') <= 63) return name;
+/** A 32-bit hash of a name (for names that would exceed 63 bytes). */
+function nameHash(text: string): number {
   let h = 0;
-  for (const ch of table.name) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
-  return `changed_${h.toString(16).padStart(8, '0')}`;
+  for (const ch of text) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
+  return h;
 }
 
 function shortHash(text: string): string {
-  let h = 0;
-  for (const ch of text) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
-  return h.toString(16).padStart(8, '0');
+  return nameHash(text).toString(16).padStart(8, '0');
+}
+
+export function auditFunctionName(table: TableModel): string {
+  const name = `changed_${table.name}`;
+  return Buffer.byteLength(name, 'utf8') <= 63 ? name : `changed_${shortHash(table.name)}`;
 }
 
 /**
@@ -140,11 +142,9 @@ function citusAuditTable(
 ): CatalogMigrationObject {
   const t = qualified(AUDIT_SCHEMA, citusAuditTableName(table)).text;
   // a stable version per table (generated objects of kind catalog run once, like sql/ files)
-  let h = 0;
-  for (const ch of table.name) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
   return {
     kind: 'catalog',
-    version: 900000 + (h % 100000),
+    version: 900000 + (nameHash(table.name) % 100000),
     file: `citus audit table ${t}`,
     owner: roles.auditOwner,
     sql: `CREATE TABLE ${t} (
