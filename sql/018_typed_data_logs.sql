@@ -314,9 +314,7 @@ BEGIN
   END LOOP;
   IF grew THEN
     -- this month's and the next month's partitions of this log (seal makes the later ones)
-    IF rel IS NOT NULL THEN
-      PERFORM pgwarden_audit._ensure_partitions_of(log, (pg_catalog.now() AT TIME ZONE 'UTC')::date, 2);
-    END IF;
+    PERFORM pgwarden_audit._ensure_partitions_of(log, (pg_catalog.now() AT TIME ZONE 'UTC')::date, 2);
     -- (the records view follows at commit: records_view_behind below)
   END IF;
 END

@@ -14,7 +14,7 @@ import type {
 } from '../catalog/objects.js';
 import { objectKey } from '../catalog/objects.js';
 import { serverFormExpr } from '../catalog/registry.js';
-import { join, literal, type Sql, sql, textArray, unsafeRaw } from '../sql/fragment.js';
+import { ident, join, literal, type Sql, sql, textArray, unsafeRaw } from '../sql/fragment.js';
 import { quoteIdent } from '../sql/quote.js';
 import { catalogValue } from '../sql/render.js';
 
@@ -488,11 +488,12 @@ function auditLogRow(o: AuditLogObject): Record<string, string> {
  */
 function auditLogPresent(t: BatchColumns): Sql {
   const log = sql`pg_catalog.to_regclass(${t.text('log')})`;
+  const column = ident('column');
   return sql`(${log} IS NOT NULL
-        AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_to_recordset((${t.text('columns')})::jsonb) AS x("column" text, old name, new name, hashed boolean), pg_catalog.unnest(ARRAY[x.old, x.new]) AS v(col)
+        AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_to_recordset((${t.text('columns')})::jsonb) AS x(${column} text, old name, new name, hashed boolean), pg_catalog.unnest(ARRAY[x.old, x.new]) AS v(col)
           WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = ${log} AND a.attname = v.col AND NOT a.attisdropped
             AND a.atttypid = CASE WHEN x.hashed THEN 'bytea'::regtype
-              ELSE COALESCE((SELECT s.atttypid FROM pg_catalog.pg_attribute s WHERE s.attrelid = pg_catalog.to_regclass(${t.text('src')}) AND s.attname = x."column" AND s.attnum > 0 AND NOT s.attisdropped), a.atttypid) END)))`;
+              ELSE COALESCE((SELECT s.atttypid FROM pg_catalog.pg_attribute s WHERE s.attrelid = pg_catalog.to_regclass(${t.text('src')}) AND s.attname = x.${column} AND s.attnum > 0 AND NOT s.attisdropped), a.atttypid) END)))`;
 }
 
 /** presenceCheck as a batch, for the kinds that come in numbers; null: checked one by one. */
