@@ -78,6 +78,8 @@ export interface AuditBenchResult {
   insertMs: Record<Variant, number[]>;
   updateMs: Record<Variant, number[]>;
   tps: Record<Variant, number[]>;
+  /** The throughput case with the floor trigger (FLOOR_TRIGGER_SQL) instead of audit_row. */
+  floorTps: number[];
   latencyP50Ms: Record<Variant, number[]>;
   /** WAL bytes per transaction during the throughput case (cluster-wide, so approximate). */
   walBytesPerTx: Record<Variant, number[]>;
@@ -117,6 +119,30 @@ CREATE TRIGGER audit_row AFTER INSERT OR UPDATE OR DELETE ON crm.contacts FOR EA
 CREATE TRIGGER audit_row AFTER INSERT OR UPDATE OR DELETE ON crm.contracts FOR EACH ROW EXECUTE FUNCTION public.audit_row();
 CREATE TRIGGER audit_row AFTER INSERT OR UPDATE OR DELETE ON crm.deals FOR EACH ROW EXECUTE FUNCTION public.audit_row();
 `;
+
+/**
+ * The least any audit trigger can do, for the throughput case only (in the `row` database,
+ * enabled instead of audit_row while it runs): one bigint per updated row into a table with no
+ * index, no default and no other column. No person, no time, no values: not an audit, a floor.
+ */
+const FLOOR_TRIGGER_SQL = `
+CREATE TABLE public.floor_log (id bigint);
+CREATE FUNCTION public.floor_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.floor_log VALUES (NEW.id);
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER floor_row AFTER UPDATE ON crm.customers FOR EACH ROW EXECUTE FUNCTION public.floor_row();
+ALTER TABLE crm.customers DISABLE TRIGGER floor_row;
+`;
+
+/** Swaps the `row` database's customers trigger between audit_row and the floor's. */
+function floorSwap(on: boolean): string {
+  return on
+    ? 'ALTER TABLE crm.customers DISABLE TRIGGER audit_row, ENABLE TRIGGER floor_row'
+    : 'ALTER TABLE crm.customers DISABLE TRIGGER floor_row, ENABLE TRIGGER audit_row';
+}
 
 /** N customers with every column filled, sensitive ones included (phone, email, id_number, address). */
 function insertSql(n: number): string {
@@ -437,7 +463,10 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
       s.dbs[v] = db;
       dbs[v] = db;
       await db.begin((tx) => tx.unsafe(schema).simple());
-      if (v === 'row') await db.begin((tx) => tx.unsafe(ROW_TRIGGER_SQL).simple());
+      if (v === 'row') {
+        await db.begin((tx) => tx.unsafe(ROW_TRIGGER_SQL).simple());
+        await db.begin((tx) => tx.unsafe(FLOOR_TRIGGER_SQL).simple());
+      }
       if (v === 'pgwarden') {
         const ms = await timed(() =>
           apply(db, compile(withoutEncryption(model), { rolePrefix: s.prefix }), {
@@ -468,6 +497,7 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
     }
 
     const tps = emptyRecord();
+    const floorTps: number[] = [];
     const latencyP50Ms = emptyRecord();
     const walBytesPerTx = emptyRecord();
     for (const v of VARIANTS) await settle(dbs[v]);
@@ -485,6 +515,20 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
         log(
           `throughput rep ${rep + 1}/${tpReps} ${v}: ${r.tps.toFixed(0)} tx/s, p50 ${r.p50.toFixed(2)} ms`,
         );
+      }
+      // the floor: the row database with the least trigger instead of audit_row (swapped back)
+      await dbs.row.unsafe(floorSwap(true));
+      try {
+        const f = await throughput(
+          urlFor(opts.url, s.databases.row),
+          scale,
+          opts.clients,
+          opts.seconds,
+        );
+        floorTps.push(f.tps);
+        log(`throughput rep ${rep + 1}/${tpReps} floor trigger: ${f.tps.toFixed(0)} tx/s`);
+      } finally {
+        await dbs.row.unsafe(floorSwap(false));
       }
     }
 
@@ -586,6 +630,7 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
       insertMs,
       updateMs,
       tps,
+      floorTps,
       latencyP50Ms,
       walBytesPerTx,
       auditRecords: { row: Number(rc?.n ?? 0), pgwarden: Number(pc?.n ?? 0) },
@@ -670,6 +715,17 @@ export function formatReport(r: AuditBenchResult): string {
     '>= 0.9x',
     pgw / base >= 0.9 ? 'yes' : 'NO',
   ]);
+  const floor = median(r.floorTps);
+  rows.push([
+    `  the least trigger (one bigint per row, no index) in the row trigger's place`,
+    '',
+    `${floor.toFixed(0)} tx/s`,
+    fmtX(floor / base),
+    '',
+    '',
+    '',
+    '',
+  ]);
   rows.push([
     `  p50 latency`,
     `${median(r.latencyP50Ms.none).toFixed(2)} ms`,
@@ -733,7 +789,7 @@ export function formatReport(r: AuditBenchResult): string {
     'raw:',
     raw('insert', r.insertMs, 'ms'),
     raw('update', r.updateMs, 'ms'),
-    raw('throughput', r.tps, 'tx/s'),
+    `${raw('throughput', r.tps, 'tx/s')}; floor trigger [${r.floorTps.map((x) => x.toFixed(0)).join(', ')}] tx/s`,
     `  audit rows written: row trigger ${r.auditRecords.row}, pgwarden ${r.auditRecords.pgwarden}; seal calls ${r.seal.calls}`,
     '',
     table(bd),

@@ -203,6 +203,22 @@ function auditRows(r: AuditBenchResult): BenchRow[] {
     met: pgw / none >= 0.9,
     detail: { none: r.tps.none, pgwarden: r.tps.pgwarden, rowTrigger: r.tps.row },
   });
+  for (const [label, tps] of [
+    ['a to_jsonb row trigger', r.tps.row],
+    ['the least trigger (one bigint per row into a table without index)', r.floorTps],
+  ] as const) {
+    const t = median(tps);
+    rows.push({
+      group: 'audit',
+      name: `1-row updates, ${o.clients} clients x ${o.seconds} s: ${label} vs no audit (for comparison)`,
+      unit: 'tx/s',
+      baseline: none,
+      pgwarden: t,
+      ratio: t / none,
+      target: '',
+      met: null,
+    });
+  }
   return rows;
 }
 
