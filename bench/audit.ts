@@ -6,7 +6,9 @@
  * Three fresh databases hold the CRM tables (examples/crm/schema.sql):
  *   none     just the tables
  *   row      + AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW trigger inserting
- *              (table, op, pk, to_jsonb(NEW/OLD)) into a plain table
+ *              (table, op, pk, to_jsonb(NEW/OLD)) into a plain table; also the floor trigger
+ *              (one bigint per updated row, no index), enabled instead for one more
+ *              throughput run after each repetition
  *   pgwarden + the CRM model applied (compile + apply, role prefix unique to the run): the
  *              generated statement-level audit triggers, keyed hashes, hash chain
  * Cases: bulk INSERT ... SELECT generate_series of N rows, bulk UPDATE of all N rows (median of
