@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// pgwarden's command line. Runs the TypeScript sources through tsx (a dependency), so
-// `npm install && npx pgwarden demo` needs no build step and never runs stale output.
+// pgwarden's command line. Runs the compiled CLI in dist/ when it is current, else the TypeScript
+// sources through tsx (a dependency), so `npm install && npx pgwarden demo` needs no build step
+// and never runs stale output (bin/entry.js decides; `npm run build` makes the start faster).
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { tsImport } from 'tsx/esm/api';
+import { chooseEntry } from './entry.js';
 
 // `pgwarden audit log | head` closes the pipe early: that is not an error
 process.stdout.on('error', (e) => {
@@ -38,7 +39,18 @@ process.on('beforeExit', () => {
 });
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { main } = await tsImport(pathToFileURL(join(root, 'cli', 'main.ts')).href, import.meta.url);
+const entry = chooseEntry(root);
+if (process.env.PGWARDEN_DEBUG_ENTRY === '1')
+  process.stderr.write(`pgwarden: running ${entry.mode} (${entry.why}): ${entry.file}\n`);
+let main;
+if (entry.mode === 'compiled') {
+  // stack traces (--debug) point into the TypeScript sources
+  if (debug) process.setSourceMapsEnabled?.(true);
+  ({ main } = await import(pathToFileURL(entry.file).href));
+} else {
+  const { tsImport } = await import('tsx/esm/api');
+  ({ main } = await tsImport(pathToFileURL(entry.file).href, import.meta.url));
+}
 const code = await main(process.argv.slice(2));
 finished = true;
 process.exitCode = code;

@@ -2,7 +2,7 @@
  * Builds the reference CRM in a database: tables (schema.sql, as drizzle-kit generates them),
  * the pgwarden model applied, and the seed. Used by `pgwarden demo` and the behaviour tests.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type postgres from 'postgres';
@@ -13,7 +13,14 @@ import type { Model } from '../../src/model/types.js';
 import { validateModel } from '../../src/model/validate.js';
 import input from './model.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
+/** examples/crm, also when this module runs compiled from dist/examples/crm (the compiled CLI's
+ * demo): its SQL files are not compiled, they stay next to the sources */
+function crmDir(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  if (existsSync(join(here, 'schema.sql'))) return here;
+  return join(here, '..', '..', '..', 'examples', 'crm');
+}
+const here = crmDir();
 export const CRM_DIR = here;
 
 export async function crmModel(): Promise<Model> {
