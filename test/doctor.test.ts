@@ -72,6 +72,7 @@ describe('pgwarden doctor on the reference CRM', () => {
       protected_tables: 'pass',
       materialized_views: 'pass',
       temporary_objects: 'warn',
+      subtree_cache: 'pass',
     });
     expect(code).toBe(expectedVersion === 'fail' ? 2 : 0);
     expect(result.ok).toBe(expectedVersion !== 'fail');
@@ -107,6 +108,12 @@ describe('pgwarden doctor on the reference CRM', () => {
       `CREATE TABLE crm.events (id bigint, at date) PARTITION BY RANGE (at); ALTER TABLE crm.events ENABLE ROW LEVEL SECURITY; ALTER TABLE crm.events FORCE ROW LEVEL SECURITY; CREATE TABLE crm.events_2026 PARTITION OF crm.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`,
       'DROP TABLE crm.events',
       'protected_tables',
+    ],
+    [
+      "a stale row of the subtree cache (sales_east's people emptied)",
+      `UPDATE pgwarden.subtree_people_cache SET people = '{}' WHERE unit = 'sales_east'`,
+      'SELECT pgwarden._refresh_subtree_cache(NULL)',
+      'subtree_cache',
     ],
   ];
   for (const [what, breakIt, undo, check] of cases) {

@@ -11,7 +11,8 @@ const EXIT_FAILED = EXIT.changes;
 
 const HELP = `
 Checks (docs/doctor.md): server_version, privileged_roles, create_privilege,
-public_execute_definer, protected_tables, materialized_views, temporary_objects.
+public_execute_definer, protected_tables, materialized_views, temporary_objects,
+subtree_cache.
 
 Exit codes:
   0  no check failed (warnings allowed)

@@ -28,6 +28,8 @@ export const DOCTOR_CHECKS = {
   materialized_views: 'no materialized view over protected tables is readable by people (E)',
   temporary_objects:
     'people cannot create temporary objects that outlive their transaction on a pooled connection (D, F, G)',
+  subtree_cache:
+    "every unit's row of pgwarden.subtree_people_cache lists the people of its subtree (a wrong row changes what managers see) (A)",
 } as const;
 
 export type DoctorCheckCode = keyof typeof DOCTOR_CHECKS;
@@ -228,6 +230,30 @@ export function doctor(
       'no person may create temporary objects',
       'warn',
     ),
+  );
+
+  const cache = facts.subtreeCache;
+  checks.push(
+    cache.checked
+      ? verdictOf(
+          'subtree_cache',
+          cache.problems.map((p) =>
+            p.problem === 'missing'
+              ? `unit ${p.unit} has no row: its managers' subtree is computed live (slower, still right)`
+              : p.problem === 'stale'
+                ? `unit ${p.unit}: the cached people differ from the org tree; its managers see the rows of the cached people`
+                : `row for ${p.unit}, which is not a unit`,
+          ),
+          'As the catalog owner, run SELECT pgwarden._refresh_subtree_cache(NULL); then find out what wrote the cache or disabled its triggers (subtree_cache_* on pgwarden.people and pgwarden.units): only their owner can.',
+          `${cache.units} units, each row right`,
+        )
+      : {
+          code: 'subtree_cache',
+          title: DOCTOR_CHECKS.subtree_cache,
+          verdict: 'warn',
+          details: [`not checked: ${cache.reason}`],
+          fix: 'Run doctor as a superuser or the catalog owner, after pgwarden apply has installed the catalog (sql/019).',
+        },
   );
 
   return {

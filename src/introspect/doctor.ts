@@ -32,6 +32,10 @@ export interface DoctorFacts {
   matviews: DoctorMatview[];
   /** roles among the start roles and persons that may create temporary objects; PUBLIC if it may */
   temp: string[];
+  /** pgwarden.subtree_cache_problems(), when the catalog has it and the doctor may run it */
+  subtreeCache:
+    | { checked: true; units: number; problems: { unit: string; problem: string }[] }
+    | { checked: false; reason: string };
   lint: LintFacts;
 }
 
@@ -100,11 +104,39 @@ async function readRest(
     SELECT EXISTS (SELECT FROM pg_catalog.pg_database d, pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
                    WHERE d.datname = pg_catalog.current_database() AND a.grantee = 0 AND a.privilege_type = 'TEMPORARY') AS pub,
       ARRAY(SELECT r FROM pg_catalog.unnest(${existing}::text[]) r WHERE pg_catalog.has_database_privilege(r, pg_catalog.current_database(), 'TEMPORARY') ORDER BY 1) AS roles`;
+  const subtreeCache = await readSubtreeCache(db);
   return {
     version: v?.version ?? '',
     versionNum: Number(v?.num ?? 0),
     publicDefiners: [...publicDefiners],
     matviews: matviews.filter((m) => m.tables.length > 0).map((m) => ({ ...m })),
     temp: [...(t?.pub ? ['PUBLIC'] : []), ...(t?.roles ?? [])],
+    subtreeCache,
   };
+}
+
+async function readSubtreeCache(db: Db): Promise<DoctorFacts['subtreeCache']> {
+  const [f] = await db<{ exists: boolean; may: boolean }[]>`
+    SELECT pg_catalog.to_regprocedure('pgwarden.subtree_cache_problems()') IS NOT NULL AS exists,
+      pg_catalog.to_regprocedure('pgwarden.subtree_cache_problems()') IS NOT NULL
+        AND pg_catalog.has_function_privilege('pgwarden.subtree_cache_problems()', 'EXECUTE') AS may`;
+  if (!f?.exists)
+    return {
+      checked: false,
+      reason: 'the database has no pgwarden catalog of version 19 or later',
+    };
+  if (!f.may)
+    return {
+      checked: false,
+      reason: `${await currentUser(db)} may not execute pgwarden.subtree_cache_problems()`,
+    };
+  const problems = await db<{ unit: string; problem: string }[]>`
+    SELECT unit, problem FROM pgwarden.subtree_cache_problems()`;
+  const [n] = await db<{ n: number }[]>`SELECT pg_catalog.count(*)::int AS n FROM pgwarden.units`;
+  return { checked: true, units: n?.n ?? 0, problems: problems.map((p) => ({ ...p })) };
+}
+
+async function currentUser(db: Db): Promise<string> {
+  const [u] = await db<{ u: string }[]>`SELECT current_user::text AS u`;
+  return u?.u ?? 'this role';
 }
