@@ -97,6 +97,36 @@ describe('the subtree cache', () => {
     expect(await problems()).toEqual([]);
   });
 
+  it('units added (nested, in one statement), moved with their people, renamed and removed', async () => {
+    await t.sql`INSERT INTO pgwarden.units (name, parent) VALUES ('ops', 'hq'), ('ops_a', 'ops'), ('ops_b', 'ops')`;
+    expect(await problems()).toEqual([]);
+    const rows =
+      await t.sql`SELECT unit, people FROM pgwarden.subtree_people_cache WHERE unit LIKE 'ops%' ORDER BY unit`;
+    expect(rows.map((r) => [r.unit, r.people])).toEqual([
+      ['ops', []],
+      ['ops_a', []],
+      ['ops_b', []],
+    ]);
+    await t.sql`INSERT INTO pgwarden.people (name, role, unit) VALUES ('oa', ${`${t.prefix}x_oa`}, 'ops_a'), ('ob', ${`${t.prefix}x_ob`}, 'ops_b')`;
+    // ops (with its people) moves under sales: vera's subtree gains them, carol's does not
+    await t.sql`UPDATE pgwarden.units SET parent = 'sales' WHERE name = 'ops'`;
+    expect(await problems()).toEqual([]);
+    expect(await subtree('vera')).toEqual(expect.arrayContaining(['oa', 'ob']));
+    expect(await subtree('carol')).not.toContain('oa');
+    // a unit nothing references may be renamed: every row is recomputed
+    await t.sql`DELETE FROM pgwarden.people WHERE name = 'ob'`;
+    await t.sql`UPDATE pgwarden.units SET name = 'ops_c' WHERE name = 'ops_b'`;
+    expect(await problems()).toEqual([]);
+    await t.sql`DELETE FROM pgwarden.units WHERE name = 'ops_c'`;
+    await t.sql`UPDATE pgwarden.units SET parent = 'hq' WHERE name = 'ops'`;
+    expect(await problems()).toEqual([]);
+    expect(await subtree('vera')).not.toContain('oa');
+    await t.sql`DELETE FROM pgwarden.people WHERE name = 'oa'`;
+    await t.sql`DELETE FROM pgwarden.units WHERE name IN ('ops_a')`;
+    await t.sql`DELETE FROM pgwarden.units WHERE name IN ('ops')`;
+    expect(await problems()).toEqual([]);
+  });
+
   it('what a manager sees through the view follows the cache (the policy and the cells)', async () => {
     const before = await owners('carol');
     await t.sql`UPDATE pgwarden.people SET unit = 'sales_west' WHERE name = 'bob'`;
@@ -110,6 +140,36 @@ describe('the subtree cache', () => {
     expect(cell?.phone).toMatch(/\d{7}/); // full for the manager above the owner (SCENARIO.md)
     await t.sql`UPDATE pgwarden.people SET unit = 'sales_east' WHERE name = 'bob'`;
     expect(await owners('carol')).toEqual(before);
+  });
+
+  it('many people in one statement: one by one up to 100 changes, recomputed above that', async () => {
+    // names that sort before, between and after the existing ones: the binary-search insert
+    const names = (n: number, tag: string) =>
+      Array.from(
+        { length: n },
+        (_, i) => [`0${tag}${i}`, `m${tag}${i}`, `~${tag}${i}`][i % 3] as string,
+      );
+    for (const [n, tag] of [
+      [60, 'a'],
+      [150, 'b'],
+    ] as const) {
+      const people = names(n, tag);
+      await t.sql`
+        INSERT INTO pgwarden.people (name, role, unit)
+        SELECT p, ${`${t.prefix}`} || 'x_' || p, CASE WHEN i % 2 = 0 THEN 'sales_east' ELSE 'sales_west' END
+        FROM unnest(${people}::text[]) WITH ORDINALITY AS x(p, i)`;
+      expect(await problems(), `${n} added`).toEqual([]);
+      expect(await subtree('vera')).toEqual(expect.arrayContaining(people));
+      expect(await subtree('carol')).toEqual(await live('carol'));
+      // all of them move across, in one statement
+      await t.sql`
+        UPDATE pgwarden.people SET unit = CASE unit WHEN 'sales_east' THEN 'sales_west' ELSE 'sales_east' END
+        WHERE name = ANY (${people}::text[])`;
+      expect(await problems(), `${n} moved`).toEqual([]);
+      await t.sql`DELETE FROM pgwarden.people WHERE name = ANY (${people}::text[])`;
+      expect(await problems(), `${n} removed`).toEqual([]);
+      expect(await subtree('vera')).toEqual(await live('vera'));
+    }
   });
 
   it('managing several units (one below another) gives their union, each name once', async () => {
@@ -153,7 +213,7 @@ describe('the subtree cache', () => {
     const triggers = await t.sql<{ tgname: string; tgenabled: string }[]>`
       SELECT tgname, tgenabled FROM pg_trigger
       WHERE tgname LIKE 'subtree_cache_%' ORDER BY tgname`;
-    expect(triggers.map((x) => x.tgenabled)).toEqual(['A', 'A', 'A', 'A', 'A']);
+    expect(triggers.map((x) => x.tgenabled)).toEqual(Array(8).fill('A'));
     await t.sql.begin(async (tx) => {
       await tx`SET LOCAL session_replication_role = replica`;
       await tx`UPDATE pgwarden.people SET unit = 'sales_west' WHERE name = 'alice'`;
@@ -182,6 +242,33 @@ describe('the subtree cache', () => {
       expect(await subtree('walt')).toEqual(expect.arrayContaining(['alice', 'bob']));
       expect(await subtree('carol')).not.toContain('alice');
       await t.sql`UPDATE pgwarden.people SET unit = 'sales_east' WHERE name IN ('alice', 'bob')`;
+      expect(await problems()).toEqual([]);
+    } finally {
+      s1.release();
+      s2.release();
+    }
+  });
+
+  it('a move and a change of the tree at the same time: the recompute waits for the move', async () => {
+    const s1 = await t.sql.reserve();
+    const s2 = await t.sql.reserve();
+    try {
+      await s1`BEGIN`;
+      await s2`BEGIN`;
+      // one person moved (applied to the rows one by one), not yet committed
+      await s1`UPDATE pgwarden.people SET unit = 'sales_west' WHERE name = 'alice'`;
+      // a new unit: every row recomputed; it must not write rows from before alice's move
+      const second =
+        s2`INSERT INTO pgwarden.units (name, parent) VALUES ('sales_new', 'sales')`.then(
+          () => s2`COMMIT`,
+        );
+      await new Promise((r) => setTimeout(r, 300));
+      await s1`COMMIT`;
+      await second;
+      expect(await problems()).toEqual([]);
+      expect(await subtree('walt')).toContain('alice');
+      await t.sql`UPDATE pgwarden.people SET unit = 'sales_east' WHERE name = 'alice'`;
+      await t.sql`DELETE FROM pgwarden.units WHERE name = 'sales_new'`;
       expect(await problems()).toEqual([]);
     } finally {
       s1.release();

@@ -4847,14 +4847,15 @@ SET LOCAL ROLE "pgwarden_owner";
 -- What stays live: who the caller is and which units they manage now (unit_managers has validity
 -- times; they are read at each call, as before). What is cached: only the tree and who is in
 -- which unit, which change by statements on pgwarden.units and pgwarden.people, and statement
--- triggers (ENABLE ALWAYS: replica mode cannot skip them) refresh the affected rows in the same
--- transaction: the units whose membership changed and every unit above them, or every row when
--- the tree itself changes. So a reader sees the cache and the tables in one snapshot.
+-- triggers (ENABLE ALWAYS: replica mode cannot skip them) update the affected rows in the same
+-- transaction: the units whose membership changed and every unit above them. So a reader sees the cache and the tables in one snapshot.
 --
--- Concurrent changes: a refresh first takes a self-conflicting lock on the cache, then recomputes
--- from a new snapshot (READ COMMITTED), which includes every change committed before it got the
--- lock; rows another refresh wrote after a REPEATABLE READ transaction's snapshot make its write
--- fail with a serialization error instead of writing an old answer.
+-- Concurrent changes: a recompute first takes a SHARE ROW EXCLUSIVE lock on the cache, which
+-- conflicts with itself and with every other writer of the cache (not with readers), then reads
+-- from a new snapshot (READ COMMITTED) that includes every change committed before it got the
+-- lock. A change of a few people updates each row in place, so it applies to the row's newest
+-- committed version. Rows another transaction wrote after a REPEATABLE READ transaction's
+-- snapshot make its write fail with a serialization error instead of writing an old answer.
 --
 -- A unit without a row (the cache dropped or edited by its owner) is computed live, as before;
 -- pgwarden.subtree_cache_problems() lists the rows that differ from the tables (pgwarden doctor).
@@ -4888,7 +4889,8 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  -- one refresh at a time; readers are not blocked
+  -- one writer of the cache at a time while this runs (readers are not blocked), and the
+  -- snapshot of the statements below includes what the writers before it committed
   LOCK TABLE pgwarden.subtree_people_cache IN SHARE ROW EXCLUSIVE MODE;
   IF changed IS NULL THEN
     DELETE FROM pgwarden.subtree_people_cache c
@@ -4918,42 +4920,128 @@ END
 $$;
 REVOKE ALL ON FUNCTION pgwarden._refresh_subtree_cache(text[]) FROM PUBLIC;
 
--- people: the units whose members changed (a person added, removed, renamed or moved)
+-- x placed into the sorted array a (binary search: a is sorted in the default collation, as
+-- array_agg(name ORDER BY name) sorts it); a unchanged if it holds x already
+CREATE FUNCTION pgwarden._sorted_insert(a text[], x text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT CASE
+    WHEN s.i > 0 AND a[s.i] OPERATOR(pg_catalog.=) x THEN a
+    WHEN s.i = 0 THEN pg_catalog.array_prepend(x, a)
+    ELSE a[1:s.i] OPERATOR(pg_catalog.||) x OPERATOR(pg_catalog.||) a[s.i + 1:]
+  END
+  FROM (SELECT pg_catalog.width_bucket(x COLLATE "default", a COLLATE "default") AS i) s
+$$;
+REVOKE ALL ON FUNCTION pgwarden._sorted_insert(text[], text) FROM PUBLIC;
+
+-- people: a person added, removed, renamed or moved. Up to 100 changes (a move is two: out of one
+-- unit, into another) are applied one by one to the rows of the unit and of the units above it: a
+-- removal, or an insert at the place a binary search finds, so one move costs about the same at
+-- 10 or 10,000 people. A statement with more changes recomputes the rows of the units it touched.
 CREATE FUNCTION pgwarden._people_changed_subtrees() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  changed text[];
+  removed jsonb;
+  added jsonb;
+  r record;
 BEGIN
-  IF TG_OP = 'INSERT' THEN
-    SELECT pg_catalog.array_agg(DISTINCT n.unit) INTO changed FROM new_people n;
-  ELSIF TG_OP = 'DELETE' THEN
-    SELECT pg_catalog.array_agg(DISTINCT o.unit) INTO changed FROM old_people o;
-  ELSIF TG_OP = 'UPDATE' THEN
-    SELECT pg_catalog.array_agg(DISTINCT d.unit) INTO changed FROM (
-      (SELECT o.name, o.unit FROM old_people o EXCEPT SELECT n.name, n.unit FROM new_people n)
-      UNION
-      (SELECT n.name, n.unit FROM new_people n EXCEPT SELECT o.name, o.unit FROM old_people o)
-    ) d;
-  END IF;
   IF TG_OP = 'TRUNCATE' THEN
     PERFORM pgwarden._refresh_subtree_cache(NULL);
-  ELSIF changed IS NOT NULL THEN
-    PERFORM pgwarden._refresh_subtree_cache(changed);
+    RETURN NULL;
   END IF;
+  -- (name, unit) pairs that left and that arrived; an update of other columns changes nothing
+  IF TG_OP = 'INSERT' THEN
+    SELECT '[]'::jsonb, COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(n.name, n.unit)), '[]')
+      INTO removed, added FROM new_people n;
+  ELSIF TG_OP = 'DELETE' THEN
+    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(o.name, o.unit)), '[]'), '[]'::jsonb
+      INTO removed, added FROM old_people o;
+  ELSE
+    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.name, d.unit)), '[]') INTO removed
+      FROM (SELECT o.name, o.unit FROM old_people o EXCEPT SELECT n.name, n.unit FROM new_people n) d;
+    SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.name, d.unit)), '[]') INTO added
+      FROM (SELECT n.name, n.unit FROM new_people n EXCEPT SELECT o.name, o.unit FROM old_people o) d;
+  END IF;
+  IF pg_catalog.jsonb_array_length(removed) + pg_catalog.jsonb_array_length(added) = 0 THEN
+    RETURN NULL;
+  END IF;
+  IF pg_catalog.jsonb_array_length(removed) + pg_catalog.jsonb_array_length(added) > 100 THEN
+    PERFORM pgwarden._refresh_subtree_cache(ARRAY(
+      SELECT DISTINCT e OPERATOR(pg_catalog.->>) 1
+      FROM pg_catalog.jsonb_array_elements(removed OPERATOR(pg_catalog.||) added) AS e));
+    RETURN NULL;
+  END IF;
+  -- No lock of the table here: each UPDATE below waits for a concurrent writer of its row and
+  -- then applies its change to the newest committed version (READ COMMITTED), so two such changes
+  -- compose; a recompute's lock conflicts with the ROW EXCLUSIVE lock these UPDATEs take, so it
+  -- waits for them to commit and then reads them.
+  FOR r IN SELECT e OPERATOR(pg_catalog.->>) 0 AS name, e OPERATOR(pg_catalog.->>) 1 AS unit
+           FROM pg_catalog.jsonb_array_elements(removed) AS e LOOP
+    UPDATE pgwarden.subtree_people_cache c SET people = pg_catalog.array_remove(c.people, r.name)
+    WHERE c.unit IN (
+      WITH RECURSIVE up(unit) AS (
+        SELECT r.unit
+        UNION
+        SELECT u.parent FROM pgwarden.units u JOIN up ON u.name = up.unit WHERE u.parent IS NOT NULL)
+      SELECT up.unit FROM up);
+  END LOOP;
+  FOR r IN SELECT e OPERATOR(pg_catalog.->>) 0 AS name, e OPERATOR(pg_catalog.->>) 1 AS unit
+           FROM pg_catalog.jsonb_array_elements(added) AS e LOOP
+    UPDATE pgwarden.subtree_people_cache c SET people = pgwarden._sorted_insert(c.people, r.name)
+    WHERE c.unit IN (
+      WITH RECURSIVE up(unit) AS (
+        SELECT r.unit
+        UNION
+        SELECT u.parent FROM pgwarden.units u JOIN up ON u.name = up.unit WHERE u.parent IS NOT NULL)
+      SELECT up.unit FROM up);
+    IF NOT FOUND THEN
+      -- the unit has no row (the cache was edited): compute its rows
+      PERFORM pgwarden._refresh_subtree_cache(ARRAY[r.unit]);
+    END IF;
+  END LOOP;
   RETURN NULL;
 END
 $$;
 REVOKE ALL ON FUNCTION pgwarden._people_changed_subtrees() FROM PUBLIC;
 
--- units: the tree changed; every row is recomputed (units change rarely)
+-- units: a new unit has nobody in it or below it yet (people and child units reference it by
+-- foreign key, so they come in later statements); a deleted one had nobody (the same keys); a
+-- unit moved under another parent changes the rows of its old and new parents and of every unit
+-- above them, not its own. A renamed unit (rare: nothing may reference it) recomputes every row.
 CREATE FUNCTION pgwarden._units_changed_subtrees() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  parents text[];
 BEGIN
-  PERFORM pgwarden._refresh_subtree_cache(NULL);
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO pgwarden.subtree_people_cache (unit, people)
+    SELECT n.name, '{}' FROM new_units n
+    ON CONFLICT (unit) DO UPDATE SET people = EXCLUDED.people;
+  ELSIF TG_OP = 'DELETE' THEN
+    DELETE FROM pgwarden.subtree_people_cache c WHERE c.unit IN (SELECT o.name FROM old_units o);
+  ELSIF TG_OP = 'UPDATE' THEN
+    IF EXISTS (SELECT o.name FROM old_units o EXCEPT SELECT n.name FROM new_units n) THEN
+      PERFORM pgwarden._refresh_subtree_cache(NULL);
+    ELSE
+      SELECT pg_catalog.array_agg(DISTINCT x.parent) INTO parents FROM (
+        SELECT o.parent FROM old_units o JOIN new_units n ON n.name = o.name
+        WHERE o.parent IS DISTINCT FROM n.parent
+        UNION ALL
+        SELECT n.parent FROM old_units o JOIN new_units n ON n.name = o.name
+        WHERE o.parent IS DISTINCT FROM n.parent
+      ) x WHERE x.parent IS NOT NULL;
+      IF parents IS NOT NULL THEN
+        PERFORM pgwarden._refresh_subtree_cache(parents);
+      END IF;
+    END IF;
+  ELSE
+    PERFORM pgwarden._refresh_subtree_cache(NULL);
+  END IF;
   RETURN NULL;
 END
 $$;
@@ -4970,13 +5058,25 @@ CREATE TRIGGER subtree_cache_people_delete AFTER DELETE ON pgwarden.people
   FOR EACH STATEMENT EXECUTE FUNCTION pgwarden._people_changed_subtrees();
 CREATE TRIGGER subtree_cache_people_truncate AFTER TRUNCATE ON pgwarden.people
   FOR EACH STATEMENT EXECUTE FUNCTION pgwarden._people_changed_subtrees();
-CREATE TRIGGER subtree_cache_units AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgwarden.units
+CREATE TRIGGER subtree_cache_units_insert AFTER INSERT ON pgwarden.units
+  REFERENCING NEW TABLE AS new_units
+  FOR EACH STATEMENT EXECUTE FUNCTION pgwarden._units_changed_subtrees();
+CREATE TRIGGER subtree_cache_units_update AFTER UPDATE ON pgwarden.units
+  REFERENCING OLD TABLE AS old_units NEW TABLE AS new_units
+  FOR EACH STATEMENT EXECUTE FUNCTION pgwarden._units_changed_subtrees();
+CREATE TRIGGER subtree_cache_units_delete AFTER DELETE ON pgwarden.units
+  REFERENCING OLD TABLE AS old_units
+  FOR EACH STATEMENT EXECUTE FUNCTION pgwarden._units_changed_subtrees();
+CREATE TRIGGER subtree_cache_units_truncate AFTER TRUNCATE ON pgwarden.units
   FOR EACH STATEMENT EXECUTE FUNCTION pgwarden._units_changed_subtrees();
 ALTER TABLE pgwarden.people ENABLE ALWAYS TRIGGER subtree_cache_people_insert;
 ALTER TABLE pgwarden.people ENABLE ALWAYS TRIGGER subtree_cache_people_update;
 ALTER TABLE pgwarden.people ENABLE ALWAYS TRIGGER subtree_cache_people_delete;
 ALTER TABLE pgwarden.people ENABLE ALWAYS TRIGGER subtree_cache_people_truncate;
-ALTER TABLE pgwarden.units ENABLE ALWAYS TRIGGER subtree_cache_units;
+ALTER TABLE pgwarden.units ENABLE ALWAYS TRIGGER subtree_cache_units_insert;
+ALTER TABLE pgwarden.units ENABLE ALWAYS TRIGGER subtree_cache_units_update;
+ALTER TABLE pgwarden.units ENABLE ALWAYS TRIGGER subtree_cache_units_delete;
+ALTER TABLE pgwarden.units ENABLE ALWAYS TRIGGER subtree_cache_units_truncate;
 
 SELECT pgwarden._refresh_subtree_cache(NULL);
 
