@@ -33,7 +33,9 @@ function strip(v: Json): Json {
   return v;
 }
 
-function parseTree(text: string): Json {
+const POSITION_KEYS = new Set(['location', 'stmt_location', 'stmt_len']);
+
+function parseRaw(text: string): Json {
   if (!loaded) {
     throw new PgwardenError(
       'parser_not_loaded',
@@ -41,12 +43,21 @@ function parseTree(text: string): Json {
       'This is a bug in the caller: await loadParser() (src/sql/tree.ts) before comparing SQL.',
     );
   }
-  return strip((parseSync(text) as { stmts?: Json }).stmts ?? []);
+  return (parseSync(text) as { stmts?: Json }).stmts ?? [];
 }
 
-/** The statements' parse trees as canonical JSON (formatting-independent). */
+function parseTree(text: string): Json {
+  return strip(parseRaw(text));
+}
+
+/**
+ * The statements' parse trees as canonical JSON (formatting-independent): the same text as
+ * JSON.stringify(parseTree(text)), with the positions left out while writing instead of in a
+ * stripped copy (plan and apply canonicalize every policy and view, both sides: about half the
+ * time per statement on a cold start).
+ */
 export function canonicalStatements(text: string): string {
-  return JSON.stringify(parseTree(text));
+  return JSON.stringify(parseRaw(text), (k, v) => (POSITION_KEYS.has(k) ? undefined : v));
 }
 
 /** The parse tree of one SQL expression, or null when it does not parse as one. */
