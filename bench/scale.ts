@@ -951,6 +951,54 @@ async function overheadCase(ctx: Ctx): Promise<void> {
   });
 }
 
+/**
+ * alice and carol take turns on the application's one connection, as people do behind a pool:
+ * PostgreSQL re-plans a statement under row security whenever the role differs from the one it
+ * was planned for, so every lookup here is planned again. The floor's statements (one per
+ * person, on the base table) keep their plans. No target: the issue's cases repeat one person.
+ */
+async function alternatingCase(ctx: Ctx, people: Persona[]): Promise<void> {
+  const pair = ['alice', 'carol'].map((n) => people.find((x) => x.name === n));
+  if (pair.some((x) => !x)) return;
+  const [a, c] = pair as [Persona, Persona];
+  const ids = await Promise.all([a, c].map((x) => sampleIds(ctx.db, `(${x.floorWhere})`, 25)));
+  const who = (rep: number) => (rep % 2 === 0 ? 0 : 1);
+  const idFor = (rep: number) => {
+    const list = ids[who(rep)] as string[];
+    return [list[Math.floor(rep / 2) % list.length] as string];
+  };
+  const sides = [a, c].map((x) => ({
+    pg: personSide(
+      ctx.app,
+      x.name,
+      ctx.prefix,
+      'SELECT * FROM crm_api.customers WHERE id = $1',
+      idFor,
+      'rows',
+    ),
+    floor: floorSide(
+      ctx.db,
+      `SELECT ${COLUMNS} FROM crm.customers WHERE id = $1 AND (${x.floorWhere})`,
+      idFor,
+      'rows',
+    ),
+  }));
+  const pick = (side: 'pg' | 'floor'): Side => ({
+    run: (rep) => (sides[who(rep)] as (typeof sides)[number])[side].run(rep),
+    explain: (rep) => (sides[who(rep)] as (typeof sides)[number])[side].explain(rep),
+  });
+  await runCase(ctx, {
+    group: 'reads',
+    name: 'alice and carol taking turns on one connection: point lookup by id (planned again at each switch)',
+    target: null,
+    warmup: 6,
+    compare: 'ids',
+    explainable: false,
+    pgwarden: pick('pg'),
+    floor: pick('floor'),
+  });
+}
+
 async function maskingCases(ctx: Ctx, erin: Persona): Promise<void> {
   const w = `(${erin.floorWhere})`;
   await runCase(ctx, {
@@ -1284,6 +1332,7 @@ export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBench
       log(`reads with ${shape.people.stepB} people:`);
       await overheadCase(ctx);
       stepB = await readCases(ctx, people, 'B');
+      await alternatingCase(ctx, people);
     }
     const erin = people.find((x) => x.name === 'erin');
     if (opts.sections.has('masking') && erin) {
