@@ -20,20 +20,21 @@ export async function loadParser(): Promise<void> {
 
 type Json = unknown;
 
+/** The parser's source positions: left out, so that formatting does not change a tree. */
+const POSITION_KEYS = new Set(['location', 'stmt_location', 'stmt_len']);
+
 function strip(v: Json): Json {
   if (Array.isArray(v)) return v.map(strip);
   if (v && typeof v === 'object') {
     const out: Record<string, Json> = {};
     for (const [k, x] of Object.entries(v as Record<string, Json>)) {
-      if (k === 'location' || k === 'stmt_location' || k === 'stmt_len') continue;
+      if (POSITION_KEYS.has(k)) continue;
       out[k] = strip(x);
     }
     return out;
   }
   return v;
 }
-
-const POSITION_KEYS = new Set(['location', 'stmt_location', 'stmt_len']);
 
 function parseRaw(text: string): Json {
   if (!loaded) {
@@ -46,7 +47,8 @@ function parseRaw(text: string): Json {
   return (parseSync(text) as { stmts?: Json }).stmts ?? [];
 }
 
-function parseTree(text: string): Json {
+/** The statements' parse trees without positions (canonicalStatements writes the same as JSON). */
+export function parseTree(text: string): Json {
   return strip(parseRaw(text));
 }
 
