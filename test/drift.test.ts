@@ -9,10 +9,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { apply, driftAgainst, planAgainst } from '../src/apply/index.js';
+import type { FunctionObject } from '../src/catalog/objects.js';
 import { compile } from '../src/compile/index.js';
 import type { Model } from '../src/model/types.js';
 import { validateModel } from '../src/model/validate.js';
 import { stepsNeedingPermission } from '../src/plan/index.js';
+import { returnedSelect } from '../src/sql/tree.js';
 import { cli } from './helpers/cli.js';
 import { createTestDatabase, type TestDb } from './helpers/db.js';
 
@@ -305,6 +307,56 @@ describe('widening and destructive steps', () => {
     const n = narrower.steps.find((s) => s.key === 'policy:crm.customers:customers_select');
     expect(n?.action).toBe('replace');
     expect(n?.effect).toBe('narrows');
+  });
+
+  it('the _keys_ helpers in PL/pgSQL replace the SQL ones of earlier releases without widening (issue 8)', async () => {
+    const desired = compile(model, { rolePrefix: t.prefix });
+    const keys = desired.filter(
+      (o): o is FunctionObject => o.kind === 'function' && o.name.startsWith('_keys_'),
+    );
+    expect(keys.length).toBeGreaterThan(1);
+    // the form releases before sql/020 generated: a SQL function with the same query
+    const older = desired.map((o) => {
+      if (o.kind !== 'function' || !o.name.startsWith('_keys_')) return o;
+      expect(o.language).toBe('plpgsql');
+      const query = returnedSelect(o.body)?.query ?? null;
+      expect(query, o.name).not.toBeNull();
+      return { ...o, language: 'sql' as const, body: query as string };
+    });
+    const visible = async (): Promise<unknown> =>
+      await t.sql.begin(async (tx) => {
+        await tx`SELECT pg_catalog.set_config('role', ${`${t.prefix}alice`}, true)`;
+        return await tx`SELECT id::int, phone FROM crm_api.contacts ORDER BY id`;
+      });
+    try {
+      await apply(t.sql, older, { modelName: model.name, modelHash: 'older' });
+      const before = await visible();
+      const plan = await planAgainst(t.sql, desired);
+      // the helpers narrow (or keep) access; their grants are put back on them
+      expect(
+        plan.steps
+          .filter((s) => s.effect !== 'neutral')
+          .map((s) => `${s.key} ${s.effect}`)
+          .sort(),
+      ).toEqual(keys.map((o) => `function:pgwarden.${o.name}(name) narrows`).sort());
+      expect(stepsNeedingPermission(plan, {}).widen).toEqual([]);
+      await apply(t.sql, desired, { modelName: model.name, modelHash: 'test' });
+      expect(await visible()).toEqual(before);
+      expect((before as unknown[]).length).toBeGreaterThan(0);
+
+      // anything besides RETURN (query) in the body is not proven, so it widens
+      const extra = desired.map((o) =>
+        o === keys[0] && o.kind === 'function'
+          ? { ...o, body: o.body.replace('BEGIN', 'BEGIN\n  PERFORM 1;') }
+          : o,
+      );
+      await apply(t.sql, older, { modelName: model.name, modelHash: 'older' });
+      const changed = await planAgainst(t.sql, extra);
+      const step = changed.steps.find((s) => s.key === `function:pgwarden.${keys[0]?.name}(name)`);
+      expect(step?.effect).toBe('widens');
+    } finally {
+      await repair();
+    }
   });
 
   it('the CLI: apply --yes of a widening model change exits 5 and changes nothing; --allow-widen applies it', async () => {

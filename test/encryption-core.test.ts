@@ -7,6 +7,7 @@
  * providers and the `pgwarden keys` commands are tested in test/encryption.test.ts.
  */
 import { spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crmModel, setupCrm } from '../examples/crm/setup.js';
@@ -149,6 +150,59 @@ describe('at rest', () => {
     expect(everything[0]?.t.includes('pgwenc1:')).toBe(false);
     // put the original back (with the key), so the rest of the file sees the seed
     await t.sql`UPDATE crm.customers SET id_number = ${clear.get(aliceCustomer) as string} WHERE id = ${aliceCustomer}`;
+  });
+});
+
+describe('the keyring', () => {
+  const hmac = (label: string, key: string): Buffer =>
+    createHmac('sha256', Buffer.from(key, 'hex')).update(label, 'utf8').digest();
+  const ring = (...keys: string[]): Record<string, string> =>
+    Object.fromEntries(
+      keys.map((k) => [
+        keyId(k),
+        Buffer.concat([
+          hmac('pgwarden-enc', k),
+          hmac('pgwarden-mac', k),
+          hmac('pgwarden-siv', k),
+        ]).toString('hex'),
+      ]),
+    );
+
+  it('derives the session keys as sql/015 specifies, whatever the caller search_path (sql/020)', async () => {
+    // PL/pgSQL since sql/020, so that its query is planned once per session, not per statement
+    const [fn] = await t.sql<{ lang: string; secdef: boolean; config: string[] | null }[]>`
+      SELECT l.lanname AS lang, p.prosecdef AS secdef, p.proconfig AS config
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+      WHERE p.oid = 'pgwarden._keyring()'::regprocedure`;
+    expect(fn).toEqual({ lang: 'plpgsql', secdef: false, config: null });
+    const cases: [string, Record<string, string>][] = [
+      ['', {}],
+      [TEST_KEY, ring(TEST_KEY)],
+      [` ${TEST_KEY_2.toUpperCase()} , ${TEST_KEY}`, ring(TEST_KEY_2, TEST_KEY)],
+    ];
+    const rollback = new Error('rollback');
+    await t.sql
+      .begin(async (tx) => {
+        // a schema ahead of pg_catalog whose || on bytea would change the derivation
+        await tx`CREATE SCHEMA keyring_trap`;
+        await tx`CREATE FUNCTION keyring_trap.cat(bytea, bytea) RETURNS bytea LANGUAGE sql IMMUTABLE AS 'SELECT $1'`;
+        await tx`CREATE OPERATOR keyring_trap.|| (LEFTARG = bytea, RIGHTARG = bytea, FUNCTION = keyring_trap.cat)`;
+        await tx`SELECT pg_catalog.set_config('search_path', 'keyring_trap, pg_catalog', true)`;
+        for (const [keys, expected] of cases) {
+          await tx`SELECT pg_catalog.set_config('pgwarden.keys', ${keys}, true)`;
+          // twice in the session: the plan PL/pgSQL keeps must not keep the previous keys
+          for (let i = 0; i < 2; i++) {
+            const [r] = await tx<
+              { ring: Record<string, string> }[]
+            >`SELECT pgwarden._keyring() AS ring`;
+            expect(r?.ring).toEqual(expected);
+          }
+        }
+        throw rollback; // leave nothing behind
+      })
+      .catch((e: unknown) => {
+        if (e !== rollback) throw e;
+      });
   });
 });
 

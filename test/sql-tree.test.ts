@@ -7,7 +7,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { canonicalStatements, loadParser, parseTree } from '../src/sql/tree.js';
+import {
+  canonicalStatements,
+  loadParser,
+  parseTree,
+  returnedSelect,
+  selectNarrowerOrEqual,
+} from '../src/sql/tree.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden', 'crm');
 
@@ -36,5 +42,36 @@ describe('canonicalStatements', () => {
     expect(a).toBe(b);
     expect(a).not.toMatch(/"(stmt_)?location"|"stmt_len"/);
     expect(canonicalStatements('SELECT 1')).not.toBe(canonicalStatements('SELECT 2'));
+  });
+});
+
+describe('returnedSelect: a PL/pgSQL body that only returns a query', () => {
+  it('finds the query, and whether names resolve as in SQL', () => {
+    expect(returnedSelect('\nBEGIN\n  RETURN (SELECT 1 FROM t WHERE a);\nEND\n')).toEqual({
+      query: 'SELECT 1 FROM t WHERE a',
+      useColumn: false,
+    });
+    expect(
+      returnedSelect('#variable_conflict use_column\nbegin return (\nSELECT x FROM t); end;'),
+    ).toEqual({ query: '\nSELECT x FROM t', useColumn: true });
+  });
+  it('is null for any other body', () => {
+    for (const body of [
+      'BEGIN PERFORM 1; RETURN (SELECT 1); END',
+      'BEGIN RETURN (SELECT 1); RETURN (SELECT 2); END x',
+      'DECLARE n int; BEGIN RETURN (SELECT 1); END',
+      '#variable_conflict use_variable\nBEGIN RETURN (SELECT 1); END',
+      'BEGIN RETURN 1; END',
+      'SELECT 1',
+    ])
+      expect(returnedSelect(body), body).toBeNull();
+  });
+  it('leaves it to the parser that the text between the parentheses is one SELECT', () => {
+    // the pattern matches; canonicalStatements and selectNarrowerOrEqual reject what is not
+    const sneaky = returnedSelect(
+      'BEGIN RETURN (SELECT 1); PERFORM evil(); RETURN (SELECT 2); END',
+    );
+    expect(sneaky?.query).toBe('SELECT 1); PERFORM evil(); RETURN (SELECT 2');
+    expect(selectNarrowerOrEqual(sneaky?.query as string, 'SELECT 1')).toBe(false);
   });
 });

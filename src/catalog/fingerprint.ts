@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { renderCreate } from '../sql/render.js';
-import { canonicalStatements } from '../sql/tree.js';
+import { canonicalStatements, returnedSelect } from '../sql/tree.js';
 import type { CatalogObject } from './objects.js';
 
 /**
  * sha256 of the SQL that creates the object: equal definitions give equal fingerprints. For
  * policies, views and SQL functions, whose SQL carries the model's own expressions, it is the
  * hash of the parse tree (src/sql/tree.ts), so re-formatting an expression in the model is not
- * a change. (PL/pgSQL bodies are compared as text; pgwarden writes them, not the model.)
+ * a change. (Other PL/pgSQL bodies are compared as text; pgwarden writes them, not the model.)
  */
 export function fingerprint(o: CatalogObject): string {
   const known = fingerprints.get(o);
@@ -30,12 +30,18 @@ function computeFingerprint(o: CatalogObject): string {
     .join(';\n');
   let canonical = text;
   if (o.kind === 'policy' || o.kind === 'view') canonical = `tree:${canonicalStatements(text)}`;
-  else if (o.kind === 'function' && o.language === 'sql') {
-    // an SQL function's body carries the model's expressions too (e.g. the keys a person sees)
-    const shell = renderCreate({ ...o, body: '' })
-      .map((s) => s.text)
-      .join(';\n');
-    canonical = `tree:${shell}\n${canonicalStatements(o.body)}`;
+  else if (o.kind === 'function') {
+    // an SQL function's body carries the model's expressions too (e.g. the keys a person sees),
+    // and so does a PL/pgSQL body that only returns a query (the `_keys_*` helpers)
+    const returned = o.language === 'plpgsql' ? returnedSelect(o.body) : null;
+    if (o.language === 'sql' || returned) {
+      const shell = renderCreate({ ...o, body: '' })
+        .map((s) => s.text)
+        .join(';\n');
+      canonical = returned
+        ? `tree:${shell}\nreturn${returned.useColumn ? ' use_column' : ''}:${canonicalStatements(returned.query)}`
+        : `tree:${shell}\n${canonicalStatements(o.body)}`;
+    }
   }
   return createHash('sha256').update(canonical).digest('hex');
 }

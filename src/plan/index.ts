@@ -11,12 +11,17 @@
  */
 
 import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
-import type { CatalogObject, ObjectKind } from '../catalog/objects.js';
+import type { CatalogObject, FunctionObject, ObjectKind } from '../catalog/objects.js';
 import { cmp, dependsOn, objectKey, rank } from '../catalog/objects.js';
 import { PgwardenError } from '../errors.js';
 import type { LiveState } from '../introspect/index.js';
 import { describe, type Effect, effectOf, renderCreate, renderDrop } from '../sql/render.js';
-import { canonicalStatements, exprNarrowerOrEqual, selectNarrowerOrEqual } from '../sql/tree.js';
+import {
+  canonicalStatements,
+  exprNarrowerOrEqual,
+  returnedSelect,
+  selectNarrowerOrEqual,
+} from '../sql/tree.js';
 
 export type StepAction = 'create' | 'replace' | 'drop';
 export type StepReason = 'new' | 'changed' | 'drifted' | 'removed' | 'dependent' | 'unknown';
@@ -126,6 +131,12 @@ function effect(
   return effectOf(o, 'create');
 }
 
+/** A function's query and how its names resolve, when its body is only a query (see above). */
+function returnedForm(f: FunctionObject): { query: string; useColumn: boolean } | null {
+  if (f.language === 'sql') return { query: f.body, useColumn: true };
+  return returnedSelect(f.body);
+}
+
 /**
  * A changed object narrows access only when that is proven: a policy whose expressions imply the
  * old ones (syntactically, on the parse trees) for no more roles; anything else that can grant
@@ -150,11 +161,20 @@ export function replaceEffect(o: CatalogObject, previous: CatalogObject | undefi
     return sameQuery ? 'neutral' : 'widens';
   }
   if (o.kind === 'function' && previous?.kind === 'function') {
+    // The rule of a SQL function, or of a PL/pgSQL one that only does RETURN (query), is its
+    // query's WHERE clause. A SQL function returns the first row; RETURN (query) the only row,
+    // or an error when there are several: the rows it may return are the query's either way.
+    // Names resolve as in SQL with use_column; without it an ambiguous name is an error, so
+    // the strict form may follow the lenient one but not the other way round.
+    const now = returnedForm(o);
+    const before = returnedForm(previous);
     const sameShell =
-      o.language === 'sql' &&
-      previous.language === 'sql' &&
-      canonicalJson({ ...o, body: '' }) === canonicalJson({ ...previous, body: '' });
-    if (sameShell && selectNarrowerOrEqual(o.body, previous.body)) return 'narrows';
+      now !== null &&
+      before !== null &&
+      (!now.useColumn || before.useColumn) &&
+      canonicalJson({ ...o, body: '', language: '' }) ===
+        canonicalJson({ ...previous, body: '', language: '' });
+    if (sameShell && selectNarrowerOrEqual(now.query, before.query)) return 'narrows';
   }
   // functions carry rules too (a table's visible keys, write checks): unproven means widening
   if (o.kind === 'membership' || o.kind === 'policy' || o.kind === 'view' || o.kind === 'function')

@@ -118,6 +118,21 @@ export function exprNarrowerOrEqual(newExpr: string | null, oldExpr: string | nu
 }
 
 /**
+ * The query of a PL/pgSQL body that is only `BEGIN RETURN (query); END` (pgwarden's generated
+ * `_keys_*` helpers), with or without `#variable_conflict use_column` (names then resolve as in
+ * a SQL function), or null. The text between the parentheses must still parse as one SELECT
+ * where it is compared (selectNarrowerOrEqual, canonicalStatements), so nothing else can hide in
+ * the body.
+ */
+export function returnedSelect(body: string): { query: string; useColumn: boolean } | null {
+  const m =
+    /^\s*(#variable_conflict\s+use_column\s+)?BEGIN\s+RETURN\s*\(([\s\S]*)\)\s*;\s*END\s*;?\s*$/i.exec(
+      body,
+    );
+  return m ? { query: m[2] as string, useColumn: m[1] !== undefined } : null;
+}
+
+/**
  * `newSql` returns no row `oldSql` did not: both are one SELECT that differ only in their WHERE
  * clause, and the new WHERE implies the old one (e.g. the `_keys_*` helpers, whose WHERE holds a
  * table's row rules).

@@ -56,9 +56,12 @@ COMMENT ON FUNCTION "pgwarden"."_encrypt_customers"() IS 'pgwarden: encrypts id_
 
 -- function "pgwarden"."_keys_customers"(name)
 CREATE OR REPLACE FUNCTION "pgwarden"."_keys_customers"("p" name) RETURNS bigint[]
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $pgw$
+#variable_conflict use_column
+BEGIN
+  RETURN (
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
   WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
@@ -81,7 +84,8 @@ AS $pgw$
     OR ("customers"."in_pool" >= true AND "customers"."in_pool" = (SELECT CASE WHEN "pgwarden"."has_any_job"(p, ARRAY['sales_manager', 'sales_director']) THEN true END))
     OR ("customers"."region" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"(p, ARRAY['sales_rep', 'sales_manager']) THEN "pgwarden"."assigned"(p, 'region')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."region" >= (SELECT "pgwarden"."assigned_min"(p, 'region')) COLLATE pg_catalog."default" AND "customers"."region" <= (SELECT "pgwarden"."assigned_max"(p, 'region')) COLLATE pg_catalog."default")
     OR ("customers"."customer_type" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"(p, 'marketing') THEN "pgwarden"."assigned"(p, 'customer_type')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."customer_type" >= (SELECT "pgwarden"."assigned_min"(p, 'customer_type')) COLLATE pg_catalog."default" AND "customers"."customer_type" <= (SELECT "pgwarden"."assigned_max"(p, 'customer_type')) COLLATE pg_catalog."default" AND "customers"."region" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"(p, 'marketing') THEN "pgwarden"."assigned"(p, 'region')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."region" >= (SELECT "pgwarden"."assigned_min"(p, 'region')) COLLATE pg_catalog."default" AND "customers"."region" <= (SELECT "pgwarden"."assigned_max"(p, 'region')) COLLATE pg_catalog."default")
-    OR ((SELECT NULLIF("pgwarden"."grant_filters"(p, 'customers', 'select'), '[]'::jsonb)) IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT "pgwarden"."grant_filters"(p, 'customers', 'select'))) AS pgw_grant(f) WHERE (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'region') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'region') OPERATOR(pg_catalog.?) ("customers"."region")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'customer_type') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'customer_type') OPERATOR(pg_catalog.?) ("customers"."customer_type")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'status') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'status') OPERATOR(pg_catalog.?) ("customers"."status")::text)))))
+    OR ((SELECT NULLIF("pgwarden"."grant_filters"(p, 'customers', 'select'), '[]'::jsonb)) IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT "pgwarden"."grant_filters"(p, 'customers', 'select'))) AS pgw_grant(f) WHERE (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'region') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'region') OPERATOR(pg_catalog.?) ("customers"."region")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'customer_type') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'customer_type') OPERATOR(pg_catalog.?) ("customers"."customer_type")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'status') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'status') OPERATOR(pg_catalog.?) ("customers"."status")::text))))));
+END
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers"(name) FROM PUBLIC;
@@ -89,13 +93,17 @@ COMMENT ON FUNCTION "pgwarden"."_keys_customers"(name) IS 'pgwarden: keys of cus
 
 -- function "pgwarden"."_keys_customers_via_granted"(name)
 CREATE OR REPLACE FUNCTION "pgwarden"."_keys_customers_via_granted"("p" name) RETURNS bigint[]
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $pgw$
+#variable_conflict use_column
+BEGIN
+  RETURN (
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
   WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
-    AND (((SELECT NULLIF("pgwarden"."grant_filters"(p, 'customers', 'select'), '[]'::jsonb)) IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT "pgwarden"."grant_filters"(p, 'customers', 'select'))) AS pgw_grant(f) WHERE (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'region') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'region') OPERATOR(pg_catalog.?) ("customers"."region")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'customer_type') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'customer_type') OPERATOR(pg_catalog.?) ("customers"."customer_type")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'status') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'status') OPERATOR(pg_catalog.?) ("customers"."status")::text))))
+    AND (((SELECT NULLIF("pgwarden"."grant_filters"(p, 'customers', 'select'), '[]'::jsonb)) IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT "pgwarden"."grant_filters"(p, 'customers', 'select'))) AS pgw_grant(f) WHERE (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'region') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'region') OPERATOR(pg_catalog.?) ("customers"."region")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'customer_type') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'customer_type') OPERATOR(pg_catalog.?) ("customers"."customer_type")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'status') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'status') OPERATOR(pg_catalog.?) ("customers"."status")::text)))));
+END
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_granted"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_granted"(name) FROM PUBLIC;
@@ -103,13 +111,17 @@ COMMENT ON FUNCTION "pgwarden"."_keys_customers_via_granted"(name) IS 'pgwarden:
 
 -- function "pgwarden"."_keys_customers_via_own"(name)
 CREATE OR REPLACE FUNCTION "pgwarden"."_keys_customers_via_own"("p" name) RETURNS bigint[]
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $pgw$
+#variable_conflict use_column
+BEGIN
+  RETURN (
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
   WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
-    AND ("customers"."owner" = (SELECT "pgwarden"."person_name"(p)) COLLATE pg_catalog."default")
+    AND ("customers"."owner" = (SELECT "pgwarden"."person_name"(p)) COLLATE pg_catalog."default"));
+END
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_own"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_own"(name) FROM PUBLIC;
@@ -117,14 +129,18 @@ COMMENT ON FUNCTION "pgwarden"."_keys_customers_via_own"(name) IS 'pgwarden: key
 
 -- function "pgwarden"."_keys_customers_via_own_subtree"(name)
 CREATE OR REPLACE FUNCTION "pgwarden"."_keys_customers_via_own_subtree"("p" name) RETURNS bigint[]
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $pgw$
+#variable_conflict use_column
+BEGIN
+  RETURN (
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
   WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
     AND (("customers"."owner" = (SELECT "pgwarden"."person_name"(p)) COLLATE pg_catalog."default")
-    OR ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"(p))::text[] COLLATE pg_catalog."default")))
+    OR ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"(p))::text[] COLLATE pg_catalog."default"))));
+END
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_own_subtree"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_own_subtree"(name) FROM PUBLIC;
@@ -132,13 +148,17 @@ COMMENT ON FUNCTION "pgwarden"."_keys_customers_via_own_subtree"(name) IS 'pgwar
 
 -- function "pgwarden"."_keys_customers_via_pool"(name)
 CREATE OR REPLACE FUNCTION "pgwarden"."_keys_customers_via_pool"("p" name) RETURNS bigint[]
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $pgw$
+#variable_conflict use_column
+BEGIN
+  RETURN (
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
   WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
-    AND ("customers"."in_pool" IS TRUE)
+    AND ("customers"."in_pool" IS TRUE));
+END
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_pool"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_pool"(name) FROM PUBLIC;
@@ -146,13 +166,17 @@ COMMENT ON FUNCTION "pgwarden"."_keys_customers_via_pool"(name) IS 'pgwarden: ke
 
 -- function "pgwarden"."_keys_customers_via_shared"(name)
 CREATE OR REPLACE FUNCTION "pgwarden"."_keys_customers_via_shared"("p" name) RETURNS bigint[]
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $pgw$
+#variable_conflict use_column
+BEGIN
+  RETURN (
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
   WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
-    AND ("customers"."id" = ANY ((SELECT "pgwarden"."shared_keys"(p, 'customers')::bigint[])::bigint[]))
+    AND ("customers"."id" = ANY ((SELECT "pgwarden"."shared_keys"(p, 'customers')::bigint[])::bigint[])));
+END
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_shared"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_shared"(name) FROM PUBLIC;
@@ -160,13 +184,17 @@ COMMENT ON FUNCTION "pgwarden"."_keys_customers_via_shared"(name) IS 'pgwarden: 
 
 -- function "pgwarden"."_keys_customers_via_subtree"(name)
 CREATE OR REPLACE FUNCTION "pgwarden"."_keys_customers_via_subtree"("p" name) RETURNS bigint[]
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $pgw$
+#variable_conflict use_column
+BEGIN
+  RETURN (
   SELECT COALESCE(pg_catalog.array_agg("customers"."id"), '{}')
   FROM "crm"."customers"
   WHERE p = "pgwarden"."caller"() AND "pgwarden"."person_name"(p) IS NOT NULL
-    AND ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"(p))::text[] COLLATE pg_catalog."default"))
+    AND ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"(p))::text[] COLLATE pg_catalog."default")));
+END
 $pgw$;
 ALTER FUNCTION "pgwarden"."_keys_customers_via_subtree"(name) OWNER TO "pgwarden_owner";
 REVOKE ALL ON FUNCTION "pgwarden"."_keys_customers_via_subtree"(name) FROM PUBLIC;
