@@ -316,7 +316,8 @@ JOIN ${STAGE}.assignable s ON s.ord = abs(hashint4(j + 23)) % (SELECT count(*) F
 /**
  * Customers, before the model is applied (no trigger yet): region and type cycle over all 9
  * combinations, status 60% active / 25% lead / 15% churned, owner a sales person picked by a
- * hash of the id, every (customers / pool)-th customer in the pool without owner.
+ * hash of the id, every (customers / pool)-th customer in the pool without owner. A contact for
+ * every third customer (crm.contacts: a child table whose rows follow their customer's).
  */
 export function customersSql(p: ScalePreset): string {
   const poolStep = Math.max(1, Math.floor(p.customers / Math.max(1, p.pool)));
@@ -335,6 +336,12 @@ SELECT g, 'Customer ' || g,
        now() - (g % 1000) * interval '1 day', now()
 FROM generate_series(1, ${int(p.customers)}) g;
 SELECT setval(pg_get_serial_sequence('crm.customers', 'id'), ${int(p.customers + 1000)});
+-- a contact for every third customer: a child table, read through the customers' keys
+INSERT INTO crm.contacts (customer_id, name, title, phone, email)
+SELECT g, 'Contact ' || g, (ARRAY['buyer', 'manager', 'owner'])[1 + g % 3],
+       '139' || lpad((abs(hashint4(g + 1)) % 100000000)::text, 8, '0'),
+       'person' || g || '@customer' || (g % 997) || '.example.com'
+FROM generate_series(3, ${int(p.customers)}, 3) g;
 -- the index pgwarden check asks for (unindexed_scope_column), unless schema.sql has it already
 DO $$
 BEGIN
@@ -830,11 +837,16 @@ async function runCase(ctx: Ctx, spec: CaseSpec): Promise<CaseResult> {
 }
 
 /** Ids of `where` rows to look up one by one: spread over the id range, deterministic. */
-async function sampleIds(db: postgres.Sql, where: string, n: number): Promise<string[]> {
+async function sampleIds(
+  db: postgres.Sql,
+  where: string,
+  n: number,
+  table = 'customers',
+): Promise<string[]> {
   const rows = await db.unsafe<{ id: string }[]>(
-    `SELECT id::text AS id FROM crm.customers WHERE ${where} ORDER BY abs(hashint8(id)) LIMIT ${int(n)}`,
+    `SELECT id::text AS id FROM crm.${table} WHERE ${where} ORDER BY abs(hashint8(id)) LIMIT ${int(n)}`,
   );
-  if (rows.length === 0) throw new Error(`bench setup: no customer matches ${where}`);
+  if (rows.length === 0) throw new Error(`bench setup: no row of crm.${table} matches ${where}`);
   return rows.map((r) => r.id);
 }
 
@@ -924,6 +936,50 @@ async function readCases(ctx: Ctx, people: Persona[], step: 'A' | 'B'): Promise<
     }
   }
   return out;
+}
+
+/**
+ * A child table (crm.contacts, `parent: customers`): a contact is visible when its customer is,
+ * and its cells follow how the person relates to that customer. The policy and each shown cell
+ * call a generated `_keys_customers*` helper that returns the keys of the customers the person
+ * sees; the floor is the same query on the base table with the persona's customers written as a
+ * subquery. No target: the issue's cases read customers.
+ */
+const CONTACT_COLUMNS = 'id, customer_id, name, title, phone, email';
+
+async function childCases(ctx: Ctx, people: Persona[]): Promise<void> {
+  for (const who of people.filter((x) => ['alice', 'carol', 'vera'].includes(x.name))) {
+    const parents = `customer_id IN (SELECT id FROM crm.customers WHERE ${who.floorWhere})`;
+    const ids = await sampleIds(ctx.db, parents, 25, 'contacts');
+    const pick = (rep: number) => [ids[rep % ids.length] as string];
+    const cases = [
+      {
+        name: 'contacts: point lookup by id',
+        pg: 'SELECT * FROM crm_api.contacts WHERE id = $1',
+        floor: `SELECT ${CONTACT_COLUMNS} FROM crm.contacts WHERE id = $1 AND ${parents}`,
+        params: pick,
+        warmup: 6,
+      },
+      {
+        name: 'contacts: page (ORDER BY id LIMIT 50)',
+        pg: 'SELECT * FROM crm_api.contacts ORDER BY id LIMIT 50',
+        floor: `SELECT ${CONTACT_COLUMNS} FROM crm.contacts WHERE ${parents} ORDER BY id LIMIT 50`,
+        params: () => [],
+        warmup: 1,
+      },
+    ];
+    for (const c of cases)
+      await runCase(ctx, {
+        group: 'reads',
+        name: `${who.name} (${who.scope}): ${c.name}`,
+        key: `${who.name}: ${c.name}`,
+        target: null,
+        warmup: c.warmup,
+        compare: 'ids',
+        pgwarden: personSide(ctx.app, who.name, ctx.prefix, c.pg, c.params, 'rows'),
+        floor: floorSide(ctx.db, c.floor, c.params, 'rows'),
+      });
+  }
 }
 
 /** The transaction around every pgwarden query, on its own: withPerson with SELECT 1. */
@@ -1333,6 +1389,7 @@ export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBench
       await overheadCase(ctx);
       stepB = await readCases(ctx, people, 'B');
       await alternatingCase(ctx, people);
+      await childCases(ctx, people);
     }
     const erin = people.find((x) => x.name === 'erin');
     if (opts.sections.has('masking') && erin) {
