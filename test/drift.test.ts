@@ -332,13 +332,14 @@ describe('widening and destructive steps', () => {
       await apply(t.sql, older, { modelName: model.name, modelHash: 'older' });
       const before = await visible();
       const plan = await planAgainst(t.sql, desired);
-      // the helpers narrow (or keep) access; their grants are put back on them
+      // the same queries: replaced, and neither widening nor narrowing (grants put back too)
       expect(
         plan.steps
-          .filter((s) => s.effect !== 'neutral')
-          .map((s) => `${s.key} ${s.effect}`)
+          .filter((s) => s.kind === 'function')
+          .map((s) => `${s.action} ${s.key} ${s.effect}`)
           .sort(),
-      ).toEqual(keys.map((o) => `function:pgwarden.${o.name}(name) narrows`).sort());
+      ).toEqual(keys.map((o) => `replace function:pgwarden.${o.name}(name) neutral`).sort());
+      expect(plan.steps.filter((s) => s.effect !== 'neutral')).toEqual([]);
       expect(stepsNeedingPermission(plan, {}).widen).toEqual([]);
       await apply(t.sql, desired, { modelName: model.name, modelHash: 'test' });
       expect(await visible()).toEqual(before);

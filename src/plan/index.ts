@@ -174,7 +174,9 @@ export function replaceEffect(o: CatalogObject, previous: CatalogObject | undefi
       (!now.useColumn || before.useColumn) &&
       canonicalJson({ ...o, body: '', language: '' }) ===
         canonicalJson({ ...previous, body: '', language: '' });
-    if (sameShell && selectNarrowerOrEqual(now.query, before.query)) return 'narrows';
+    if (sameShell && selectNarrowerOrEqual(now.query, before.query))
+      // the same query in the other form (a SQL helper of an earlier release in PL/pgSQL)
+      return selectNarrowerOrEqual(before.query, now.query) ? 'neutral' : 'narrows';
   }
   // functions carry rules too (a table's visible keys, write checks): unproven means widening
   if (o.kind === 'membership' || o.kind === 'policy' || o.kind === 'view' || o.kind === 'function')
