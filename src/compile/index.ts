@@ -695,10 +695,11 @@ function parentKeysHelper(
     ? or(via.map((r) => relationPredicate(ctx, r)))
     : (commandPredicate(ctx, 'select') ?? unsafeRaw('false'));
   // PL/pgSQL returning the one row of the query: a SQL function with SET is never inlined, and
-  // PostgreSQL plans its body again in every statement that calls it (about 0.1 ms for each of the
-  // five to seven of these a child table's view calls); PL/pgSQL keeps the plan for the session.
-  // `plan` treats the change from the SQL form as no widening (returnedSelect in src/sql/tree.ts). A column
-  // named like the parameter means the column, as in the SQL form (use_column).
+  // PostgreSQL plans its body again in every statement that calls it (about 0.1 ms for each of
+  // the five to seven of these a child table's view calls); PL/pgSQL keeps the plan for the
+  // session. `plan` treats the change from the SQL form as no widening (returnedSelect in
+  // src/sql/tree.ts). A column named like the parameter means the column, as in the SQL form
+  // (use_column).
   const body = sql`
 #variable_conflict use_column
 BEGIN

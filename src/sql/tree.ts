@@ -120,9 +120,9 @@ export function exprNarrowerOrEqual(newExpr: string | null, oldExpr: string | nu
 /**
  * The query of a PL/pgSQL body that is only `BEGIN RETURN (query); END` (pgwarden's generated
  * `_keys_*` helpers), with or without `#variable_conflict use_column` (names then resolve as in
- * a SQL function), or null. The text between the parentheses must still parse as one SELECT
- * where it is compared (selectNarrowerOrEqual, canonicalStatements), so nothing else can hide in
- * the body.
+ * a SQL function), or null. The text between the parentheses must still parse as SQL where it
+ * is used (canonicalStatements; selectNarrowerOrEqual also requires exactly one SELECT), and an
+ * unbalanced `)` that would end the RETURN early does not, so nothing else can hide in the body.
  */
 export function returnedSelect(body: string): { query: string; useColumn: boolean } | null {
   const m =
