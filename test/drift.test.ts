@@ -441,4 +441,32 @@ describe('widening and destructive steps', () => {
     // and back, for the tests after this one
     await repair();
   }, 120_000);
+  it('a lookup no longer used is dropped after the policy that named it changed (issue 8)', async () => {
+    const copy = JSON.parse(JSON.stringify(model)) as Model;
+    const contracts = copy.tables.find((x) => x.name === 'contracts');
+    if (!contracts) throw new Error('no contracts');
+    // the sales people's rule on contracts goes: its lookup of their own and subtree customers
+    // (`_rows_customers_via_own_subtree`) is named by no policy any more
+    (contracts as unknown as { rules: unknown[] }).rules = contracts.rules.filter(
+      (r) => !r.scopes.some((x) => x.kind === 'parent'),
+    );
+    const desired = compile(copy, { rolePrefix: t.prefix });
+    const plan = await planAgainst(t.sql, desired);
+    const keys = plan.steps.map((x) => `${x.action} ${x.key}`);
+    const view = keys.indexOf('drop view:pgwarden._rows_customers_via_own_subtree');
+    const policy = keys.indexOf('replace policy:crm.contracts:contracts_select');
+    expect(view, keys.join('\n')).toBeGreaterThan(-1);
+    expect(policy, keys.join('\n')).toBeGreaterThan(-1);
+    expect(view).toBeGreaterThan(policy);
+    // the lookup's drop itself needs no permission (the policy's new form is not proven narrower)
+    expect(stepsNeedingPermission(plan, {}).widen.map((x) => x.key)).not.toContain(
+      'view:pgwarden._rows_customers_via_own_subtree',
+    );
+    await apply(t.sql, desired, { modelName: model.name, modelHash: 'narrower' });
+    const [{ n } = { n: -1 }] = await t.sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_class WHERE relname = '_rows_customers_via_own_subtree'`;
+    expect(n).toBe(0);
+    await repair();
+    expect((await driftAgainst(t.sql)).findings).toEqual([]);
+  }, 120_000);
 });

@@ -283,3 +283,74 @@ describe('the plans that matter (EXPLAIN, FORMAT JSON)', () => {
     ).not.toMatch(/mask_phone/);
   });
 });
+
+/**
+ * A child table (crm.contacts, one contact for every third customer): a contact is visible when
+ * its customer is. A rep's customers are few, so her contacts are tested against the array of
+ * their keys, built once per statement; a manager's may be most of the table, so each contact
+ * looks its one customer up by primary key instead (`pgwarden._rows_customers`), and a page of
+ * 50 contacts looks up about 50 customers, not every customer she sees.
+ */
+describe('a child table: the parent looked up per row for a manager, an array for a rep', () => {
+  beforeAll(async () => {
+    await t.sql`INSERT INTO crm.contacts (customer_id, name, title, phone, email)
+      SELECT c.id, 'Contact ' || c.id, 'Buyer', '139' || lpad(c.id::text, 8, '0'), 'k' || c.id || '@example.com'
+      FROM crm.customers c WHERE c.id % 3 = 0`;
+    await t.sql`ANALYZE crm.contacts`;
+  }, 120_000);
+
+  /** The lookups of one customer by primary key for a contact's customer_id. */
+  const lookups = (plan: PlanNode) =>
+    indexScans(plan, 'customers_pkey').filter((n) => /customer_id/.test(n['Index Cond'] ?? ''));
+  /** Rows the plan read from crm.contacts. */
+  const contactsRead = (plan: PlanNode) =>
+    nodes(plan)
+      .filter((n) => n['Relation Name'] === 'contacts')
+      .reduce((a, n) => a + (n['Actual Rows'] ?? 0) * (n['Actual Loops'] ?? 0), 0);
+
+  async function contactOf(where: string): Promise<number> {
+    const [row] = await t.sql.unsafe<{ id: string }[]>(
+      `SELECT k.id FROM crm.contacts k JOIN crm.customers c ON c.id = k.customer_id
+       WHERE ${where} ORDER BY k.id DESC LIMIT 1`,
+    );
+    return Number(row?.id);
+  }
+
+  it("a manager's contact by id: one lookup of its customer, no array of her customers", async () => {
+    const id = await contactOf("c.owner LIKE 'rep%' AND substr(c.owner, 4)::int % 2 = 0");
+    const plan = await explain('carol', `SELECT * FROM crm_api.contacts WHERE id = ${id}`, true);
+    expect(nodes(plan)[0]?.['Actual Rows']).toBe(1);
+    const ran = lookups(plan).filter((n) => (n['Actual Loops'] ?? 0) > 0);
+    expect(ran.length, JSON.stringify(indexConds(plan))).toBeGreaterThan(0);
+    for (const n of ran) expect(n['Actual Loops']).toBe(1);
+    // no SubPlan hashes the visible customers (a hashed subplan scans all of them first)
+    expect(nodes(plan).filter((n) => /hashed/.test(n['Subplan Name'] ?? ''))).toEqual([]);
+  });
+
+  it("a manager's page of 50 contacts looks up the customers of the contacts it reads", async () => {
+    const plan = await explain(
+      'carol',
+      'SELECT * FROM crm_api.contacts ORDER BY id LIMIT 50',
+      true,
+    );
+    expect(nodes(plan)[0]?.['Actual Rows']).toBe(50);
+    const read = contactsRead(plan);
+    expect(read).toBeLessThan(1000);
+    const policyLookups = lookups(plan).reduce((a, n) => a + (n['Actual Loops'] ?? 0), 0);
+    expect(policyLookups).toBeGreaterThan(0);
+    // the policy's lookup for every contact read, and the cells' for every contact shown
+    expect(policyLookups).toBeLessThanOrEqual(read + 50 * 2 * 6);
+    expect(nodes(plan).filter((n) => /hashed/.test(n['Subplan Name'] ?? ''))).toEqual([]);
+  });
+
+  it("a rep's contacts: her customers' keys once per statement, no lookup per contact", async () => {
+    const id = await contactOf("c.owner = 'alice'");
+    const plan = await explain('alice', `SELECT * FROM crm_api.contacts WHERE id = ${id}`, true);
+    expect(nodes(plan)[0]?.['Actual Rows']).toBe(1);
+    for (const n of lookups(plan)) expect(n['Actual Loops'] ?? 0, 'a lookup ran').toBe(0);
+    // a contact of someone else's customer is not hers
+    const other = await contactOf("c.owner LIKE 'rep%' AND NOT c.in_pool");
+    const none = await explain('alice', `SELECT * FROM crm_api.contacts WHERE id = ${other}`, true);
+    expect(nodes(none)[0]?.['Actual Rows']).toBe(0);
+  });
+});

@@ -289,7 +289,10 @@ const CATALOG_ROW_RANK: { readonly [T in CatalogRowObject['table']]: number } = 
 
 /** Creation order of an object: its kind's rank, refined for catalog rows. */
 export function rank(o: CatalogObject): number {
-  return KIND_RANK[o.kind] + (o.kind === 'catalog_row' ? CATALOG_ROW_RANK[o.table] : 0);
+  if (o.kind === 'catalog_row') return KIND_RANK[o.kind] + CATALOG_ROW_RANK[o.table];
+  // pgwarden's own views (the `_rows_*` lookups) before the exposed views that name them
+  if (o.kind === 'view' && o.schema === 'pgwarden') return KIND_RANK.view - 1;
+  return KIND_RANK[o.kind];
 }
 
 /** Deterministic order: by rank, then key. */

@@ -413,15 +413,18 @@ export function checkLive(model: Model, facts: LintFacts, options: CompileOption
   }
 
   // ------------------------------------------------------------ views over protected tables
-  const ourViews = new Set(
-    desired.filter((o): o is ViewObject => o.kind === 'view').map((v) => `${v.schema}.${v.name}`),
+  // pgwarden's views with the owner it gives them: the exposed views (the view owner) and the
+  // `_rows_*` lookups (the catalog owner, readable by the view owner only)
+  const ourViews = new Map(
+    desired
+      .filter((o): o is ViewObject => o.kind === 'view')
+      .map((v) => [`${v.schema}.${v.name}`, v.owner]),
   );
   const tableOwners = new Set(protectedTables.map((t) => t.owner));
   tableOwners.add(roles.tableOwner);
   for (const v of facts.views) {
     if (v.tables.length === 0) continue;
-    if (v.kind === 'v' && ourViews.has(`${v.schema}.${v.name}`) && v.owner === roles.viewOwner)
-      continue;
+    if (v.kind === 'v' && ourViews.get(`${v.schema}.${v.name}`) === v.owner) continue;
     const kind = v.kind === 'm' ? 'materialized view' : 'view';
     const obj = `${kind} ${q(v.schema, v.name)}`;
     const over = v.tables.join(', ');

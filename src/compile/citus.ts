@@ -96,7 +96,8 @@ export function citusTarget(
   const out: CatalogObject[] = objects.filter((o) => {
     switch (o.kind) {
       case 'view':
-        return o.schema !== exposed;
+        // the exposed views, and the `_rows_*` lookups (per-row `_has_*` helpers here)
+        return o.schema !== exposed && !(o.schema === 'pgwarden' && o.name.startsWith('_rows_'));
       case 'policy':
         return !(o.schema === prot && model.tables.some((t) => t.table === o.table));
       case 'trigger':
@@ -109,7 +110,11 @@ export function citusTarget(
         const t = o.target;
         if (t.kind === 'function') return !goneFn(t.schema, t.name);
         if (t.kind === 'table')
-          return t.schema !== exposed && !(t.schema === prot && o.grantee === roles.viewOwner);
+          return (
+            t.schema !== exposed &&
+            !(t.schema === 'pgwarden' && t.name.startsWith('_rows_')) &&
+            !(t.schema === prot && o.grantee === roles.viewOwner)
+          );
         return true;
       }
       default:

@@ -29,9 +29,14 @@ import {
   col,
   commandPredicate,
   hasJob,
+  manyParents,
   or,
   type PredicateContext,
   parentKeysFunction,
+  parentManyFunction,
+  parentNeedsKeys,
+  parentNeedsRows,
+  parentRowsView,
   relationPredicate,
   rowChecks,
   scopePredicate,
@@ -404,6 +409,7 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
 
   // tables
   const parentHelpers = new Map<string, FunctionObject>();
+  const parentViews = new Map<string, ViewObject>();
   for (const table of model.tables) {
     out.push(
       {
@@ -548,9 +554,29 @@ export function compile(model: Model, options: CompileOptions = {}): CatalogObje
     ];
     for (const use of parentUses) {
       const parent = model.tables.find((t) => t.name === use.table) as TableModel;
-      const fn = parentKeysHelper(model, parent, use.via, roles);
-      parentHelpers.set(fn.name, fn);
+      if (parentNeedsKeys(parent, use.via)) {
+        const fn = parentKeysHelper(model, parent, use.via, roles);
+        parentHelpers.set(fn.name, fn);
+      }
+      if (parentNeedsRows(parent, use.via)) {
+        const v = parentRowsViewObject(model, parent, use.via, roles);
+        parentViews.set(v.name, v);
+        if (use.via === null) {
+          const fn = parentManyHelper(model, parent, roles);
+          parentHelpers.set(fn.name, fn);
+        }
+      }
     }
+  }
+  // as the `_keys_*` helpers: the view owner (policies, cells), and people (`pgwarden explain`
+  // evaluates the rules as the person); a view only ever shows its reader's own rows
+  for (const v of parentViews.values()) {
+    const target = { kind: 'table', schema: 'pgwarden', name: v.name } as const;
+    out.push(
+      v,
+      grant(target, ['SELECT'], roles.people),
+      grant(target, ['SELECT'], roles.viewOwner),
+    );
   }
   for (const fn of parentHelpers.values()) {
     out.push(
@@ -680,6 +706,66 @@ function view(model: Model, table: TableModel, roles: RoleNames): ViewObject {
     query: query.text,
     defaults,
     comment: `pgwarden: ${table.name} as each person may see it (rows by policy on ${model.schemas.protected}.${table.table}, cells by the model)`,
+  };
+}
+
+/**
+ * The keys of the `parent` rows the caller may see (or that relate to the caller by `via`), as a
+ * view for child tables' policies and cells to look one parent up by key (parentPredicate in
+ * predicates.ts). Owned by the catalog owner, which bypasses row level security, so the lookup
+ * does not apply the parent's policies again (no recursion between tables); it names the caller
+ * itself, so whoever reads it gets only the rows the rules give them.
+ */
+function parentRowsViewObject(
+  model: Model,
+  parent: TableModel,
+  via: readonly RowRelation[] | null,
+  roles: RoleNames,
+): ViewObject {
+  const ctx: PredicateContext = { model, table: parent, person: CURRENT_USER, access: 'select' };
+  const pred = via
+    ? or(via.map((r) => relationPredicate(ctx, r)))
+    : (commandPredicate(ctx, 'select') ?? unsafeRaw('false'));
+  const query = sql`SELECT ${col(parent, parent.key)}
+  FROM ${qualified(model.schemas.protected, parent.table)}
+  WHERE (SELECT ${qualified('pgwarden', 'person_name')}(${CURRENT_USER})) IS NOT NULL
+    AND (${pred})`;
+  return {
+    kind: 'view',
+    schema: 'pgwarden',
+    name: parentRowsView(parent, via),
+    owner: roles.catalogOwner,
+    query: query.text,
+    defaults: {},
+    comment: via
+      ? `pgwarden: keys of ${parent.name} rows related to the caller by ${via.join(', ')} (a decision, for child tables' policies)`
+      : `pgwarden: keys of ${parent.name} rows the caller may see (a decision, for child tables' policies)`,
+  };
+}
+
+/**
+ * Whether the caller's visible `parent` rows may be many (manyParents in predicates.ts): which
+ * of two exact tests a child table's policy uses, the array of keys or a lookup per row.
+ */
+function parentManyHelper(model: Model, parent: TableModel, roles: RoleNames): FunctionObject {
+  const p = unsafeRaw('p');
+  const ctx: PredicateContext = { model, table: parent, person: p, access: 'select' };
+  return {
+    kind: 'function',
+    schema: 'pgwarden',
+    name: parentManyFunction(parent),
+    args: [{ name: 'p', type: 'name' }],
+    returns: 'boolean',
+    language: 'plpgsql',
+    volatility: 'stable',
+    securityDefiner: true,
+    owner: roles.catalogOwner,
+    body: sql`
+BEGIN
+  RETURN ${manyParents(ctx, parent)};
+END
+`.text,
+    comment: `pgwarden: whether the ${parent.name} rows the caller may see may be many (which test child tables' policies use; either is exact)`,
   };
 }
 

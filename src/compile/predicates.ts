@@ -112,6 +112,145 @@ export function filterFunction(
   return { name, columns: table.columns.map((c) => c.name).filter((c) => named.has(c)) };
 }
 
+/**
+ * Name of the generated view of the keys of `parent` rows the caller may see (or that relate to
+ * the caller by `via`): `_rows_<parent>[_via_…]`, beside the `_keys_*` helper of the same rows.
+ */
+export function parentRowsView(parent: TableModel, via: readonly RowRelation[] | null): string {
+  return parentKeysFunction(parent, via).replace(/^_keys_/, '_rows_');
+}
+
+/**
+ * Relations whose rows are few for anyone (their own, shared with them, the pool): a child's
+ * test against them is an array of parent keys built once per statement. The others (a unit, a
+ * subtree, assigned values, grants, filters) can reach most of the parent table, so a child row
+ * looks its parent up instead (parentProbe).
+ */
+const FEW: ReadonlySet<Scope['kind']> = new Set(['own', 'shared', 'pool']);
+
+/** Whether a parent scope's test is an array of keys for everyone (`via` few relations only). */
+export function parentKeysOnly(parent: TableModel, via: readonly RowRelation[] | null): boolean {
+  if (via) return via.every((r) => FEW.has(r));
+  return parent.rules.every(
+    (r) =>
+      !r.commands.includes('select') ||
+      r.scopes.every(
+        (s) => FEW.has(s.kind) || (s.kind === 'granted' && parent.grantable.length === 0),
+      ),
+  );
+}
+
+/** Whether a parent scope needs the `_rows_*` view (see parentKeysOnly). */
+export function parentNeedsRows(parent: TableModel, via: readonly RowRelation[] | null): boolean {
+  return !parentKeysOnly(parent, via);
+}
+
+/** Whether a parent scope needs the `_keys_*` helper: unless it is a lookup for everyone. */
+export function parentNeedsKeys(parent: TableModel, via: readonly RowRelation[] | null): boolean {
+  return via === null || parentKeysOnly(parent, via);
+}
+
+/**
+ * The child row's parent is among the `_rows_*` view's rows: one lookup of the parent by its key
+ * per child row. `OFFSET 0` keeps it a lookup: without it PostgreSQL may hash every visible
+ * parent key first when it expects many child rows (a manager's whole subtree for a page of 50).
+ */
+function parentProbe(
+  ctx: PredicateContext,
+  parent: TableModel,
+  via: readonly RowRelation[] | null,
+  column: string,
+): Sql {
+  const v = unsafeRaw('pgw_parent');
+  return sql`EXISTS (SELECT FROM ${pw(parentRowsView(parent, via))} AS ${v} WHERE ${v}.${ident(parent.key)} = ${col(ctx.table, column)} OFFSET 0)`;
+}
+
+/**
+ * Name of the generated helper that says whether the person's visible `parent` rows may be many
+ * (manyParents): `_many_<parent>`.
+ */
+export function parentManyFunction(parent: TableModel): string {
+  return parentKeysFunction(parent, null).replace(/^_keys_/, '_many_');
+}
+
+/**
+ * Whether the person's visible `parent` rows may be many (parentKeysOnly): they hold a job of a
+ * select rule with a broad scope, have assigned values for an `assigned` scope, or have grants
+ * on the parent. Never NULL: unknown counts as many (the lookup is exact either way).
+ */
+export function manyParents(ctx: PredicateContext, parent: TableModel): Sql {
+  const pctx: PredicateContext = { ...ctx, table: parent, access: 'select' };
+  const jobs = new Set<string>();
+  const parts: Sql[] = [];
+  let grants = false;
+  for (const r of parent.rules) {
+    if (!r.commands.includes('select')) continue;
+    for (const s of r.scopes) {
+      if (FEW.has(s.kind)) continue;
+      if (s.kind === 'granted') grants ||= parent.grantable.length > 0;
+      else if (s.kind !== 'assigned') for (const j of r.jobs) jobs.add(j);
+      else {
+        // an attribute scope reaches rows only for people with values of each attribute
+        const attrs = [...new Set(s.match.map((m) => m.attribute))].sort();
+        const gate = jobGate(pctx, r.jobs, true);
+        const values = attrs.map(
+          (a) => sql`pg_catalog.cardinality(${pw('assigned')}(${ctx.person}, ${literal(a)})) > 0`,
+        );
+        parts.push(sql`(${join(gate ? [gate, ...values] : values, ' AND ')})`);
+      }
+    }
+  }
+  const gate = jobs.size > 0 ? jobGate(pctx, [...jobs].sort(), true) : null;
+  const all = [
+    ...(gate ? [gate] : jobs.size > 0 ? [TRUE] : []),
+    ...(grants
+      ? [
+          sql`${pw('grant_filters')}(${ctx.person}, ${literal(parent.name)}, 'select') <> '[]'::jsonb`,
+        ]
+      : []),
+    ...uniqueSql(parts),
+  ];
+  return sql`COALESCE(${all.length === 0 ? FALSE : join(all, ' OR ')}, true)`;
+}
+
+/**
+ * A parent scope on the PostgreSQL target. Few parents (parentKeysOnly): `col = ANY (keys)`, the
+ * keys built once per statement (an index condition). Broad relations only: a lookup per child
+ * row (parentProbe). A whole parent visibility that mixes both: the keys for people whose
+ * parents are few (manyParents is false), the lookup for the others:
+ *
+ *   col IN (SELECT unnest((SELECT CASE WHEN NOT _many_<parent>(p) THEN keys END)))
+ *   OR ((SELECT _many_<parent>(p)) AND EXISTS (lookup))
+ *
+ * Either branch is exact, so a wrong guess costs time, never rows; the guess is a helper, so
+ * that the policy's text does not change with the parent's rules (`plan` classes a changed
+ * `_many_*` helper as neutral for that reason). `gate` gates both (a rule's jobs); null: none.
+ */
+function parentPredicate(
+  ctx: PredicateContext,
+  scope: Extract<Scope, { kind: 'parent' }>,
+  gate: Sql | null,
+  index: boolean,
+): Sql {
+  const parent = ctx.model.tables.find((t) => t.name === scope.table);
+  if (!parent) throw new Error(`unknown parent table ${scope.table}`);
+  const t = typeName(parent.keyType);
+  const text = isTextType(parent.keyType);
+  const keys = sql`${pw(parentKeysFunction(parent, scope.via))}(${ctx.person})`;
+  const c = col(ctx.table, scope.column);
+  if (parentKeysOnly(parent, scope.via)) {
+    if (index) return sql`${c} = ANY (${collated(ctx, sql`${gated(gate, keys)}::${t}[]`, text)})`;
+    return member(ctx, c, collated(ctx, sql`${gated(gate, keys)}::${t}[]`, text));
+  }
+  const probe = parentProbe(ctx, parent, scope.via, scope.column);
+  if (scope.via) return gate ? sql`((SELECT ${gate}) AND ${probe})` : probe;
+  const many = sql`${pw(parentManyFunction(parent))}(${ctx.person})`;
+  const few = gate ? sql`${gate} AND NOT ${many}` : sql`NOT ${many}`;
+  const lots = gate ? sql`${gate} AND ${many}` : many;
+  return sql`(${c} IN (SELECT pg_catalog.unnest(${collated(ctx, sql`${gated(few, keys)}::${t}[]`, text)}))
+    OR ((SELECT ${lots}) AND ${probe}))`;
+}
+
 /** Name of the generated helper that returns the keys of `parent` rows the person may see. */
 export function parentKeysFunction(parent: TableModel, via: readonly RowRelation[] | null): string {
   const base = via
@@ -256,15 +395,7 @@ export function scopePredicate(ctx: PredicateContext, scope: Scope): Sql {
       if (!parent) throw new Error(`unknown parent table ${scope.table}`);
       if (ctx.inline)
         return sql`${pw(parentHasFunction(parent, scope.via))}(${ctx.person}, ${col(ctx.table, scope.column)})`;
-      return member(
-        ctx,
-        col(ctx.table, scope.column),
-        collated(
-          ctx,
-          sql`(SELECT ${pw(parentKeysFunction(parent, scope.via))}(${ctx.person}))::${typeName(parent.keyType)}[]`,
-          isTextType(parent.keyType),
-        ),
-      );
+      return parentPredicate(ctx, scope, null, false);
     }
     default:
       return relationPredicate(ctx, scope.kind);
@@ -395,12 +526,9 @@ function indexArm(ctx: PredicateContext, scope: Scope, jobs: readonly string[]):
       });
       return sql`(${join(parts, ' AND ')})`;
     }
-    case 'parent': {
-      const parent = ctx.model.tables.find((t) => t.name === scope.table);
-      if (!parent) throw new Error(`unknown parent table ${scope.table}`);
-      const fn = parentKeysFunction(parent, scope.via);
-      return sql`${col(table, scope.column)} = ANY (${collated(ctx, sql`${gated(jobGate(ctx, jobs, false), sql`${pw(fn)}(${person})`)}::${typeName(parent.keyType)}[]`, isTextType(parent.keyType))})`;
-    }
+    case 'parent':
+      // an index condition when the parents are few for everyone; else see parentPredicate
+      return parentPredicate(ctx, scope, jobGate(ctx, jobs, false), true);
     default:
       return null;
   }

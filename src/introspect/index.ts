@@ -16,7 +16,7 @@ import { objectKey } from '../catalog/objects.js';
 import { serverFormExpr } from '../catalog/registry.js';
 import { ident, join, literal, type Sql, sql, textArray, unsafeRaw } from '../sql/fragment.js';
 import { quoteIdent } from '../sql/quote.js';
-import { catalogValue } from '../sql/render.js';
+import { catalogValue, isHelperView } from '../sql/render.js';
 
 export interface RegistryEntry {
   key: string;
@@ -643,9 +643,19 @@ function protectedTables(objects: readonly CatalogObject[]): { schema: string; t
   return out;
 }
 
+/** The views of the exposed schemas (not pgwarden's own `_rows_*` lookups: helperViews). */
 function managedViews(objects: readonly CatalogObject[]): { schema: string; table: string }[] {
   const out: { schema: string; table: string }[] = [];
-  for (const o of objects) if (o.kind === 'view') out.push({ schema: o.schema, table: o.name });
+  for (const o of objects)
+    if (o.kind === 'view' && !isHelperView(o)) out.push({ schema: o.schema, table: o.name });
+  return out;
+}
+
+/** pgwarden's own views: their grants are checked, but their schema is the catalog's. */
+function helperViews(objects: readonly CatalogObject[]): { schema: string; table: string }[] {
+  const out: { schema: string; table: string }[] = [];
+  for (const o of objects)
+    if (o.kind === 'view' && isHelperView(o)) out.push({ schema: o.schema, table: o.name });
   return out;
 }
 
@@ -681,9 +691,10 @@ async function readUnknownGrants(
   db: Db,
   objects: readonly CatalogObject[],
 ): Promise<{ grants: GrantObject[]; publicOn: RevokePublicObject[] }> {
-  const relations = [...protectedTables(objects), ...managedViews(objects)];
+  const owned = [...protectedTables(objects), ...managedViews(objects)];
+  const relations = [...owned, ...helperViews(objects)];
   if (relations.length === 0) return { grants: [], publicOn: [] };
-  const schemas = [...new Set(relations.map((r) => r.schema))];
+  const schemas = [...new Set(owned.map((r) => r.schema))];
   const known = new Set<string>();
   const tkey = (t: GrantTarget) =>
     t.kind === 'schema'

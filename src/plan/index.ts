@@ -15,7 +15,14 @@ import type { CatalogObject, FunctionObject, ObjectKind } from '../catalog/objec
 import { cmp, dependsOn, objectKey, rank } from '../catalog/objects.js';
 import { PgwardenError } from '../errors.js';
 import type { LiveState } from '../introspect/index.js';
-import { describe, type Effect, effectOf, renderCreate, renderDrop } from '../sql/render.js';
+import {
+  describe,
+  type Effect,
+  effectOf,
+  isHelperView,
+  renderCreate,
+  renderDrop,
+} from '../sql/render.js';
 import {
   canonicalStatements,
   exprNarrowerOrEqual,
@@ -158,8 +165,28 @@ export function replaceEffect(o: CatalogObject, previous: CatalogObject | undefi
     const sameQuery =
       canonicalStatements(`SELECT * FROM (${o.query}) AS q`) ===
       canonicalStatements(`SELECT * FROM (${previous.query}) AS q`);
-    return sameQuery ? 'neutral' : 'widens';
+    if (sameQuery) return 'neutral';
+    // a `_rows_*` lookup returns rows; one whose WHERE implies the old one returns no new row
+    if (
+      isHelperView(o) &&
+      o.owner === previous.owner &&
+      canonicalJson(o.defaults) === canonicalJson(previous.defaults) &&
+      selectNarrowerOrEqual(o.query, previous.query)
+    )
+      return 'narrows';
+    return 'widens';
   }
+  // `_many_<parent>` only picks which of two exact tests a child's policy runs (the array of
+  // visible parent keys, or a lookup of the one parent): no value of it changes a row's fate
+  if (
+    o.kind === 'function' &&
+    previous?.kind === 'function' &&
+    o.schema === 'pgwarden' &&
+    o.name.startsWith('_many_') &&
+    canonicalJson({ ...o, body: '', comment: '' }) ===
+      canonicalJson({ ...previous, body: '', comment: '' })
+  )
+    return 'neutral';
   if (o.kind === 'function' && previous?.kind === 'function') {
     // The rule of a SQL function, or of a PL/pgSQL one that only does RETURN (query), is its
     // query's WHERE clause. A SQL function returns the first row; RETURN (query) the only row,
@@ -275,7 +302,11 @@ export function diff(desired: readonly CatalogObject[], live: LiveState): Plan {
     )
     .concat(live.unknownPublic.map((r) => step(r, 'create', 'unknown')))
     .sort((a, b) => rank(a.object) - rank(b.object) || cmp(a.key, b.key));
-  steps.push(...drops, ...creates);
+  // functions and pgwarden's own views are dropped last: a policy or view that names one (a
+  // `_keys_*` helper, a `_rows_*` lookup) is replaced first, and PostgreSQL refuses to drop what
+  // a policy or view still depends on
+  const late = (d: PlanStep) => d.object.kind === 'function' || isHelperView(d.object);
+  steps.push(...drops.filter((d) => !late(d)), ...creates, ...drops.filter(late));
   return { steps, unchanged, firstApply: live.registry.size === 0 };
 }
 

@@ -269,8 +269,11 @@ AS ${dollar(unsafeRaw(o.body))}`,
     create: (o) => {
       const v = qualified(o.schema, o.name);
       return [
-        sql`DROP VIEW IF EXISTS ${v}`,
-        sql`CREATE VIEW ${v} AS\n${unsafeRaw(o.query)}`,
+        // pgwarden's own views (the `_rows_*` lookups) are named in policies and in the exposed
+        // views, which PostgreSQL does not let a view be dropped under: replaced in place
+        ...(isHelperView(o)
+          ? [sql`CREATE OR REPLACE VIEW ${v} AS\n${unsafeRaw(o.query)}`]
+          : [sql`DROP VIEW IF EXISTS ${v}`, sql`CREATE VIEW ${v} AS\n${unsafeRaw(o.query)}`]),
         sql`ALTER VIEW ${v} OWNER TO ${ident(o.owner)}`,
         sql`REVOKE ALL ON TABLE ${v} FROM PUBLIC`,
         ...Object.entries(o.defaults).map(
@@ -360,6 +363,14 @@ export function renderDrop(o: CatalogObject): Sql[] {
 export function describe(o: CatalogObject): string {
   return (renderers[o.kind] as Renderer<typeof o.kind>).describe(o as never);
 }
+/**
+ * A view of pgwarden's own schema (the `_rows_*` lookups of child tables' policies): other
+ * objects depend on it, so it is replaced in place, and dropped only after what used it changed.
+ */
+export function isHelperView(o: CatalogObject): boolean {
+  return o.kind === 'view' && o.schema === 'pgwarden';
+}
+
 export function effectOf(o: CatalogObject, action: 'create' | 'drop'): Effect {
   return renderers[o.kind].effect[action];
 }

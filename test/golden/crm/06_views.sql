@@ -6,6 +6,66 @@
 SET search_path = pg_catalog, pg_temp;
 SET check_function_bodies = off;
 
+-- view "pgwarden"."_rows_customers"
+CREATE OR REPLACE VIEW "pgwarden"."_rows_customers" AS
+SELECT "customers"."id"
+  FROM "crm"."customers"
+  WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
+    AND (("customers"."owner" = (SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN "pgwarden"."person_name"("pgwarden"."caller"()) END) COLLATE pg_catalog."default"
+    OR "customers"."id" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN "pgwarden"."shared_keys"("pgwarden"."caller"(), 'customers')::bigint[] END)::bigint[])
+    OR ("customers"."in_pool" >= true AND "customers"."in_pool" = (SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN true END))
+    OR "customers"."owner" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director']) THEN "pgwarden"."subtree_people"("pgwarden"."caller"()) END)::text[] COLLATE pg_catalog."default")
+    OR ("customers"."in_pool" >= true AND "customers"."in_pool" = (SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director']) THEN true END))
+    OR ("customers"."region" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_rep', 'sales_manager']) THEN "pgwarden"."assigned"("pgwarden"."caller"(), 'region')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."region" >= (SELECT "pgwarden"."assigned_min"("pgwarden"."caller"(), 'region')) COLLATE pg_catalog."default" AND "customers"."region" <= (SELECT "pgwarden"."assigned_max"("pgwarden"."caller"(), 'region')) COLLATE pg_catalog."default")
+    OR ("customers"."customer_type" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'marketing') THEN "pgwarden"."assigned"("pgwarden"."caller"(), 'customer_type')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."customer_type" >= (SELECT "pgwarden"."assigned_min"("pgwarden"."caller"(), 'customer_type')) COLLATE pg_catalog."default" AND "customers"."customer_type" <= (SELECT "pgwarden"."assigned_max"("pgwarden"."caller"(), 'customer_type')) COLLATE pg_catalog."default" AND "customers"."region" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'marketing') THEN "pgwarden"."assigned"("pgwarden"."caller"(), 'region')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."region" >= (SELECT "pgwarden"."assigned_min"("pgwarden"."caller"(), 'region')) COLLATE pg_catalog."default" AND "customers"."region" <= (SELECT "pgwarden"."assigned_max"("pgwarden"."caller"(), 'region')) COLLATE pg_catalog."default")
+    OR ("customers"."id" >= (SELECT CASE WHEN "pgwarden"."row_checked"("pgwarden"."caller"(), 'customers', 'select') THEN '-9223372036854775808'::bigint END) AND "customers"."id" <= '9223372036854775807'::bigint))
+  AND (NOT (SELECT "pgwarden"."row_checked"("pgwarden"."caller"(), 'customers', 'select'))
+    OR ((SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'support_agent')) AND (status = 'active'))
+    OR ((SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'finance')) AND (id IN (SELECT k.customer_id FROM crm.contracts k)))
+    OR ((SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'marketing')) AND (status IN ('lead', 'active')))
+    OR "customers"."owner" = (SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN "pgwarden"."person_name"("pgwarden"."caller"()) END) COLLATE pg_catalog."default"
+    OR "customers"."id" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN "pgwarden"."shared_keys"("pgwarden"."caller"(), 'customers')::bigint[] END)::bigint[])
+    OR ("customers"."in_pool" >= true AND "customers"."in_pool" = (SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN true END))
+    OR "customers"."owner" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director']) THEN "pgwarden"."subtree_people"("pgwarden"."caller"()) END)::text[] COLLATE pg_catalog."default")
+    OR ("customers"."in_pool" >= true AND "customers"."in_pool" = (SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director']) THEN true END))
+    OR ("customers"."region" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_rep', 'sales_manager']) THEN "pgwarden"."assigned"("pgwarden"."caller"(), 'region')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."region" >= (SELECT "pgwarden"."assigned_min"("pgwarden"."caller"(), 'region')) COLLATE pg_catalog."default" AND "customers"."region" <= (SELECT "pgwarden"."assigned_max"("pgwarden"."caller"(), 'region')) COLLATE pg_catalog."default")
+    OR ("customers"."customer_type" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'marketing') THEN "pgwarden"."assigned"("pgwarden"."caller"(), 'customer_type')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."customer_type" >= (SELECT "pgwarden"."assigned_min"("pgwarden"."caller"(), 'customer_type')) COLLATE pg_catalog."default" AND "customers"."customer_type" <= (SELECT "pgwarden"."assigned_max"("pgwarden"."caller"(), 'customer_type')) COLLATE pg_catalog."default" AND "customers"."region" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'marketing') THEN "pgwarden"."assigned"("pgwarden"."caller"(), 'region')::text[] END)::text[] COLLATE pg_catalog."default") AND "customers"."region" >= (SELECT "pgwarden"."assigned_min"("pgwarden"."caller"(), 'region')) COLLATE pg_catalog."default" AND "customers"."region" <= (SELECT "pgwarden"."assigned_max"("pgwarden"."caller"(), 'region')) COLLATE pg_catalog."default")
+    OR ((SELECT NULLIF("pgwarden"."grant_filters"("pgwarden"."caller"(), 'customers', 'select'), '[]'::jsonb)) IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT "pgwarden"."grant_filters"("pgwarden"."caller"(), 'customers', 'select'))) AS pgw_grant(f) WHERE (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'region') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'region') OPERATOR(pg_catalog.?) ("customers"."region")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'customer_type') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'customer_type') OPERATOR(pg_catalog.?) ("customers"."customer_type")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'status') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'status') OPERATOR(pg_catalog.?) ("customers"."status")::text)))));
+ALTER VIEW "pgwarden"."_rows_customers" OWNER TO "pgwarden_owner";
+REVOKE ALL ON TABLE "pgwarden"."_rows_customers" FROM PUBLIC;
+COMMENT ON VIEW "pgwarden"."_rows_customers" IS 'pgwarden: keys of customers rows the caller may see (a decision, for child tables'' policies)';
+
+-- view "pgwarden"."_rows_customers_via_granted"
+CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_granted" AS
+SELECT "customers"."id"
+  FROM "crm"."customers"
+  WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
+    AND (((SELECT NULLIF("pgwarden"."grant_filters"("pgwarden"."caller"(), 'customers', 'select'), '[]'::jsonb)) IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.jsonb_array_elements((SELECT "pgwarden"."grant_filters"("pgwarden"."caller"(), 'customers', 'select'))) AS pgw_grant(f) WHERE (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'region') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'region') OPERATOR(pg_catalog.?) ("customers"."region")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'customer_type') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'customer_type') OPERATOR(pg_catalog.?) ("customers"."customer_type")::text) AND (NOT (pgw_grant.f OPERATOR(pg_catalog.?) 'status') OR (pgw_grant.f OPERATOR(pg_catalog.->) 'status') OPERATOR(pg_catalog.?) ("customers"."status")::text))));
+ALTER VIEW "pgwarden"."_rows_customers_via_granted" OWNER TO "pgwarden_owner";
+REVOKE ALL ON TABLE "pgwarden"."_rows_customers_via_granted" FROM PUBLIC;
+COMMENT ON VIEW "pgwarden"."_rows_customers_via_granted" IS 'pgwarden: keys of customers rows related to the caller by granted (a decision, for child tables'' policies)';
+
+-- view "pgwarden"."_rows_customers_via_own_subtree"
+CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_own_subtree" AS
+SELECT "customers"."id"
+  FROM "crm"."customers"
+  WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
+    AND (("customers"."owner" = (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) COLLATE pg_catalog."default")
+    OR ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"("pgwarden"."caller"()))::text[] COLLATE pg_catalog."default")));
+ALTER VIEW "pgwarden"."_rows_customers_via_own_subtree" OWNER TO "pgwarden_owner";
+REVOKE ALL ON TABLE "pgwarden"."_rows_customers_via_own_subtree" FROM PUBLIC;
+COMMENT ON VIEW "pgwarden"."_rows_customers_via_own_subtree" IS 'pgwarden: keys of customers rows related to the caller by own, subtree (a decision, for child tables'' policies)';
+
+-- view "pgwarden"."_rows_customers_via_subtree"
+CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_subtree" AS
+SELECT "customers"."id"
+  FROM "crm"."customers"
+  WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
+    AND ("customers"."owner" = ANY ((SELECT "pgwarden"."subtree_people"("pgwarden"."caller"()))::text[] COLLATE pg_catalog."default"));
+ALTER VIEW "pgwarden"."_rows_customers_via_subtree" OWNER TO "pgwarden_owner";
+REVOKE ALL ON TABLE "pgwarden"."_rows_customers_via_subtree" FROM PUBLIC;
+COMMENT ON VIEW "pgwarden"."_rows_customers_via_subtree" IS 'pgwarden: keys of customers rows related to the caller by subtree (a decision, for child tables'' policies)';
+
 -- view "crm_api"."contacts"
 DROP VIEW IF EXISTS "crm_api"."contacts";
 CREATE VIEW "crm_api"."contacts" AS
@@ -17,19 +77,19 @@ SELECT
     CASE
       WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_pool"("pgwarden"."caller"()))::bigint[])) THEN NULL
       WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_own"("pgwarden"."caller"()))::bigint[])) THEN "contacts"."phone"
-      WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_subtree"("pgwarden"."caller"()))::bigint[])) THEN "contacts"."phone"
+      WHEN EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_subtree" AS pgw_parent WHERE pgw_parent."id" = "contacts"."customer_id" OFFSET 0) THEN "contacts"."phone"
       WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_shared"("pgwarden"."caller"()))::bigint[])) THEN "pgwarden"."mask_phone"("contacts"."phone")
       WHEN (SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'support_agent')) THEN "pgwarden"."mask_phone"("contacts"."phone")
-      WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_granted"("pgwarden"."caller"()))::bigint[])) THEN "pgwarden"."mask_phone"("contacts"."phone")
+      WHEN EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_granted" AS pgw_parent WHERE pgw_parent."id" = "contacts"."customer_id" OFFSET 0) THEN "pgwarden"."mask_phone"("contacts"."phone")
       ELSE NULL
     END AS "phone",
     CASE
       WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_pool"("pgwarden"."caller"()))::bigint[])) THEN NULL
       WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_own"("pgwarden"."caller"()))::bigint[])) THEN "contacts"."email"
-      WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_subtree"("pgwarden"."caller"()))::bigint[])) THEN "contacts"."email"
+      WHEN EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_subtree" AS pgw_parent WHERE pgw_parent."id" = "contacts"."customer_id" OFFSET 0) THEN "contacts"."email"
       WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_shared"("pgwarden"."caller"()))::bigint[])) THEN "contacts"."email"
       WHEN (SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'support_agent')) THEN "contacts"."email"
-      WHEN "contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT "pgwarden"."_keys_customers_via_granted"("pgwarden"."caller"()))::bigint[])) THEN "pgwarden"."mask_email"("contacts"."email")
+      WHEN EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_granted" AS pgw_parent WHERE pgw_parent."id" = "contacts"."customer_id" OFFSET 0) THEN "pgwarden"."mask_email"("contacts"."email")
       ELSE NULL
     END AS "email"
   FROM "crm"."contacts";

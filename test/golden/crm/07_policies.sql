@@ -12,14 +12,15 @@ CREATE POLICY "contacts_insert" ON "crm"."contacts"
   AS PERMISSIVE FOR INSERT
   TO "crm_api_owner"
   WITH CHECK ("contacts"."customer_id" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN "pgwarden"."_keys_customers_via_own"("pgwarden"."caller"()) END)::bigint[])
-    OR "contacts"."customer_id" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director']) THEN "pgwarden"."_keys_customers_via_subtree"("pgwarden"."caller"()) END)::bigint[]));
+    OR ((SELECT "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director'])) AND EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_subtree" AS pgw_parent WHERE pgw_parent."id" = "contacts"."customer_id" OFFSET 0)));
 
 -- policy "contacts_select" on "crm"."contacts" for select
 DROP POLICY IF EXISTS "contacts_select" ON "crm"."contacts";
 CREATE POLICY "contacts_select" ON "crm"."contacts"
   AS PERMISSIVE FOR SELECT
   TO "crm_api_owner"
-  USING ("contacts"."customer_id" = ANY ((SELECT "pgwarden"."_keys_customers"("pgwarden"."caller"()))::bigint[]));
+  USING (("contacts"."customer_id" IN (SELECT pg_catalog.unnest((SELECT CASE WHEN NOT "pgwarden"."_many_customers"("pgwarden"."caller"()) THEN "pgwarden"."_keys_customers"("pgwarden"."caller"()) END)::bigint[]))
+    OR ((SELECT "pgwarden"."_many_customers"("pgwarden"."caller"())) AND EXISTS (SELECT FROM "pgwarden"."_rows_customers" AS pgw_parent WHERE pgw_parent."id" = "contacts"."customer_id" OFFSET 0))));
 
 -- policy "contacts_update" on "crm"."contacts" for update
 DROP POLICY IF EXISTS "contacts_update" ON "crm"."contacts";
@@ -27,9 +28,9 @@ CREATE POLICY "contacts_update" ON "crm"."contacts"
   AS PERMISSIVE FOR UPDATE
   TO "crm_api_owner"
   USING ("contacts"."customer_id" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN "pgwarden"."_keys_customers_via_own"("pgwarden"."caller"()) END)::bigint[])
-    OR "contacts"."customer_id" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director']) THEN "pgwarden"."_keys_customers_via_subtree"("pgwarden"."caller"()) END)::bigint[]))
+    OR ((SELECT "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director'])) AND EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_subtree" AS pgw_parent WHERE pgw_parent."id" = "contacts"."customer_id" OFFSET 0)))
   WITH CHECK ("contacts"."customer_id" = ANY ((SELECT CASE WHEN "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep') THEN "pgwarden"."_keys_customers_via_own"("pgwarden"."caller"()) END)::bigint[])
-    OR "contacts"."customer_id" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director']) THEN "pgwarden"."_keys_customers_via_subtree"("pgwarden"."caller"()) END)::bigint[]));
+    OR ((SELECT "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director'])) AND EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_subtree" AS pgw_parent WHERE pgw_parent."id" = "contacts"."customer_id" OFFSET 0)));
 
 -- policy "contracts_insert" on "crm"."contracts" for insert
 DROP POLICY IF EXISTS "contracts_insert" ON "crm"."contracts";
@@ -43,11 +44,11 @@ DROP POLICY IF EXISTS "contracts_select" ON "crm"."contracts";
 CREATE POLICY "contracts_select" ON "crm"."contracts"
   AS PERMISSIVE FOR SELECT
   TO "crm_api_owner"
-  USING (("contracts"."customer_id" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_rep', 'sales_manager', 'sales_director']) THEN "pgwarden"."_keys_customers_via_own_subtree"("pgwarden"."caller"()) END)::bigint[])
+  USING ((((SELECT "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_rep', 'sales_manager', 'sales_director'])) AND EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_own_subtree" AS pgw_parent WHERE pgw_parent."id" = "contracts"."customer_id" OFFSET 0))
     OR ("contracts"."id" >= (SELECT CASE WHEN "pgwarden"."row_checked"("pgwarden"."caller"(), 'contracts', 'select') THEN '-9223372036854775808'::bigint END) AND "contracts"."id" <= '9223372036854775807'::bigint))
   AND (NOT (SELECT "pgwarden"."row_checked"("pgwarden"."caller"(), 'contracts', 'select'))
     OR (SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'finance'))
-    OR "contracts"."customer_id" = ANY ((SELECT CASE WHEN "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_rep', 'sales_manager', 'sales_director']) THEN "pgwarden"."_keys_customers_via_own_subtree"("pgwarden"."caller"()) END)::bigint[])));
+    OR ((SELECT "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_rep', 'sales_manager', 'sales_director'])) AND EXISTS (SELECT FROM "pgwarden"."_rows_customers_via_own_subtree" AS pgw_parent WHERE pgw_parent."id" = "contracts"."customer_id" OFFSET 0))));
 
 -- policy "contracts_update" on "crm"."contracts" for update
 DROP POLICY IF EXISTS "contracts_update" ON "crm"."contracts";
@@ -121,7 +122,8 @@ DROP POLICY IF EXISTS "deals_select" ON "crm"."deals";
 CREATE POLICY "deals_select" ON "crm"."deals"
   AS PERMISSIVE FOR SELECT
   TO "crm_api_owner"
-  USING ("deals"."customer_id" = ANY ((SELECT "pgwarden"."_keys_customers"("pgwarden"."caller"()))::bigint[]));
+  USING (("deals"."customer_id" IN (SELECT pg_catalog.unnest((SELECT CASE WHEN NOT "pgwarden"."_many_customers"("pgwarden"."caller"()) THEN "pgwarden"."_keys_customers"("pgwarden"."caller"()) END)::bigint[]))
+    OR ((SELECT "pgwarden"."_many_customers"("pgwarden"."caller"())) AND EXISTS (SELECT FROM "pgwarden"."_rows_customers" AS pgw_parent WHERE pgw_parent."id" = "deals"."customer_id" OFFSET 0))));
 
 -- policy "deals_update" on "crm"."deals" for update
 DROP POLICY IF EXISTS "deals_update" ON "crm"."deals";

@@ -45,23 +45,11 @@ GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers"(name) TO "crm_api_owner";
 -- EXECUTE on function "pgwarden"."_keys_customers"(name) to "crm_people"
 GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers"(name) TO "crm_people";
 
--- EXECUTE on function "pgwarden"."_keys_customers_via_granted"(name) to "crm_api_owner"
-GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_granted"(name) TO "crm_api_owner";
-
--- EXECUTE on function "pgwarden"."_keys_customers_via_granted"(name) to "crm_people"
-GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_granted"(name) TO "crm_people";
-
 -- EXECUTE on function "pgwarden"."_keys_customers_via_own"(name) to "crm_api_owner"
 GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_own"(name) TO "crm_api_owner";
 
 -- EXECUTE on function "pgwarden"."_keys_customers_via_own"(name) to "crm_people"
 GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_own"(name) TO "crm_people";
-
--- EXECUTE on function "pgwarden"."_keys_customers_via_own_subtree"(name) to "crm_api_owner"
-GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_own_subtree"(name) TO "crm_api_owner";
-
--- EXECUTE on function "pgwarden"."_keys_customers_via_own_subtree"(name) to "crm_people"
-GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_own_subtree"(name) TO "crm_people";
 
 -- EXECUTE on function "pgwarden"."_keys_customers_via_pool"(name) to "crm_api_owner"
 GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_pool"(name) TO "crm_api_owner";
@@ -80,6 +68,12 @@ GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_subtree"(name) TO "crm
 
 -- EXECUTE on function "pgwarden"."_keys_customers_via_subtree"(name) to "crm_people"
 GRANT EXECUTE ON FUNCTION "pgwarden"."_keys_customers_via_subtree"(name) TO "crm_people";
+
+-- EXECUTE on function "pgwarden"."_many_customers"(name) to "crm_api_owner"
+GRANT EXECUTE ON FUNCTION "pgwarden"."_many_customers"(name) TO "crm_api_owner";
+
+-- EXECUTE on function "pgwarden"."_many_customers"(name) to "crm_people"
+GRANT EXECUTE ON FUNCTION "pgwarden"."_many_customers"(name) TO "crm_people";
 
 -- EXECUTE on function "pgwarden"."_no_key"(text, text, jsonb) to "crm_api_owner"
 GRANT EXECUTE ON FUNCTION "pgwarden"."_no_key"(text, text, jsonb) TO "crm_api_owner";
@@ -512,6 +506,30 @@ GRANT SELECT ON TABLE "crm_api"."customers" TO "pgwarden_owner";
 
 -- SELECT, INSERT, UPDATE on "crm_api"."deals" to "crm_people"
 GRANT SELECT, INSERT, UPDATE ON TABLE "crm_api"."deals" TO "crm_people";
+
+-- SELECT on "pgwarden"."_rows_customers" to "crm_api_owner"
+GRANT SELECT ON TABLE "pgwarden"."_rows_customers" TO "crm_api_owner";
+
+-- SELECT on "pgwarden"."_rows_customers" to "crm_people"
+GRANT SELECT ON TABLE "pgwarden"."_rows_customers" TO "crm_people";
+
+-- SELECT on "pgwarden"."_rows_customers_via_granted" to "crm_api_owner"
+GRANT SELECT ON TABLE "pgwarden"."_rows_customers_via_granted" TO "crm_api_owner";
+
+-- SELECT on "pgwarden"."_rows_customers_via_granted" to "crm_people"
+GRANT SELECT ON TABLE "pgwarden"."_rows_customers_via_granted" TO "crm_people";
+
+-- SELECT on "pgwarden"."_rows_customers_via_own_subtree" to "crm_api_owner"
+GRANT SELECT ON TABLE "pgwarden"."_rows_customers_via_own_subtree" TO "crm_api_owner";
+
+-- SELECT on "pgwarden"."_rows_customers_via_own_subtree" to "crm_people"
+GRANT SELECT ON TABLE "pgwarden"."_rows_customers_via_own_subtree" TO "crm_people";
+
+-- SELECT on "pgwarden"."_rows_customers_via_subtree" to "crm_api_owner"
+GRANT SELECT ON TABLE "pgwarden"."_rows_customers_via_subtree" TO "crm_api_owner";
+
+-- SELECT on "pgwarden"."_rows_customers_via_subtree" to "crm_people"
+GRANT SELECT ON TABLE "pgwarden"."_rows_customers_via_subtree" TO "crm_people";
 
 -- SELECT on "pgwarden"."change_requests" to "pgwarden_audit"
 GRANT SELECT ON TABLE "pgwarden"."change_requests" TO "pgwarden_audit";
