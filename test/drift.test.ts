@@ -77,6 +77,12 @@ describe('diff reports each kind of hand edit, and apply repairs it', () => {
       object: /view "crm_api"."contracts"/,
     },
     {
+      name: 'security barrier taken off a parent lookup',
+      edit: () => 'ALTER VIEW pgwarden._rows_customers RESET (security_barrier)',
+      kind: 'edited',
+      object: /view "pgwarden"."_rows_customers"/,
+    },
+    {
       name: 'audit trigger dropped',
       edit: () => 'DROP TRIGGER pgwarden_audit_update ON crm.customers',
       kind: 'dropped',

@@ -554,15 +554,20 @@ function presenceBatch(o: CatalogObject, catalogInstalled: boolean): Batch | nul
         AND p.prosrc = ${t.text('body')} AND p.prosecdef = ${unsafeRaw(String(definer))} AND r.rolname = ${t.name('owner')})`,
       };
     }
-    case 'view':
+    case 'view': {
+      // pgwarden's own lookups are security barriers (see the view renderer)
+      const barrier = isHelperView(o)
+        ? unsafeRaw(` AND 'security_barrier=true' = ANY (c.reloptions)`)
+        : unsafeRaw('');
       return {
-        shape: o.kind,
+        shape: `${o.kind}:${isHelperView(o)}`,
         row: { schema: o.schema, name: o.name, owner: o.owner, key: objectKey(o) },
         check: (t) => {
-          const exists = sql`EXISTS (SELECT FROM ${relationOf(t.name('schema'), t.name('name'))} AND c.relkind = 'v' AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${t.name('owner')}))`;
+          const exists = sql`EXISTS (SELECT FROM ${relationOf(t.name('schema'), t.name('name'))} AND c.relkind = 'v' AND c.relowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = ${t.name('owner')})${barrier})`;
           return catalogInstalled ? sql`(${exists} AND ${sameServerFormOf('view', t)})` : exists;
         },
       };
+    }
     case 'policy':
       return {
         shape: o.kind,

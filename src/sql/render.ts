@@ -270,9 +270,11 @@ AS ${dollar(unsafeRaw(o.body))}`,
       const v = qualified(o.schema, o.name);
       return [
         // pgwarden's own views (the `_rows_*` lookups) are named in policies and in the exposed
-        // views, which PostgreSQL does not let a view be dropped under: replaced in place
+        // views, which PostgreSQL does not let a view be dropped under: replaced in place. A
+        // security barrier: people may read them (`pgwarden explain`), and a function of theirs
+        // in the WHERE must not see the rows of the owner's scan before the view's own filter.
         ...(isHelperView(o)
-          ? [sql`CREATE OR REPLACE VIEW ${v} AS\n${unsafeRaw(o.query)}`]
+          ? [sql`CREATE OR REPLACE VIEW ${v} WITH (security_barrier) AS\n${unsafeRaw(o.query)}`]
           : [sql`DROP VIEW IF EXISTS ${v}`, sql`CREATE VIEW ${v} AS\n${unsafeRaw(o.query)}`]),
         sql`ALTER VIEW ${v} OWNER TO ${ident(o.owner)}`,
         sql`REVOKE ALL ON TABLE ${v} FROM PUBLIC`,

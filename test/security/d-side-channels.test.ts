@@ -77,6 +77,30 @@ describe('D. a function or operator of the person, in pg_temp, receives only wha
     });
   }
 
+  it("a cheap leaky function over pgwarden's parent lookups (_rows_*) sees only her own parents' keys", async () => {
+    const views = await c.t.sql<{ name: string }[]>`
+      SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'pgwarden' AND c.relkind = 'v' AND c.relname LIKE '\\_rows\\_%' ORDER BY 1`;
+    expect(views.length).toBeGreaterThan(0);
+    for (const person of ['alice', 'carol', 'tom']) {
+      for (const { name } of views) {
+        spy.notices.length = 0;
+        const own = await asSpy(person, async (tx) => {
+          await tx.unsafe(LEAK);
+          const v = await tx.unsafe(`SELECT id::text AS v FROM pgwarden."${name}"`);
+          await tx.unsafe(`SELECT count(*) FROM pgwarden."${name}" WHERE pg_temp.leak(id::text)`);
+          await tx.unsafe('DROP FUNCTION pg_temp.leak(text)');
+          return v.map((r) => String(r.v));
+        });
+        const leaked = spy.notices
+          .map((n) => String(n.message))
+          .filter((m) => m.startsWith('leak:'))
+          .map((m) => m.slice(5));
+        expect(leaked.sort(), `${person} through ${name}`).toEqual(own.sort());
+      }
+    }
+  });
+
   it('a leaky operator in pg_temp (<<< over text) used in WHERE sees only masked cells', async () => {
     spy.notices.length = 0;
     await asSpy('tom', async (tx) => {

@@ -7,7 +7,7 @@ SET search_path = pg_catalog, pg_temp;
 SET check_function_bodies = off;
 
 -- view "pgwarden"."_rows_customers"
-CREATE OR REPLACE VIEW "pgwarden"."_rows_customers" AS
+CREATE OR REPLACE VIEW "pgwarden"."_rows_customers" WITH (security_barrier) AS
 SELECT "customers"."id"
   FROM "crm"."customers"
   WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
@@ -36,7 +36,7 @@ REVOKE ALL ON TABLE "pgwarden"."_rows_customers" FROM PUBLIC;
 COMMENT ON VIEW "pgwarden"."_rows_customers" IS 'pgwarden: keys of customers rows the caller may see (a decision, for child tables'' policies)';
 
 -- view "pgwarden"."_rows_customers_via_granted"
-CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_granted" AS
+CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_granted" WITH (security_barrier) AS
 SELECT "customers"."id"
   FROM "crm"."customers"
   WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
@@ -46,7 +46,7 @@ REVOKE ALL ON TABLE "pgwarden"."_rows_customers_via_granted" FROM PUBLIC;
 COMMENT ON VIEW "pgwarden"."_rows_customers_via_granted" IS 'pgwarden: keys of customers rows related to the caller by granted (a decision, for child tables'' policies)';
 
 -- view "pgwarden"."_rows_customers_via_own_subtree"
-CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_own_subtree" AS
+CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_own_subtree" WITH (security_barrier) AS
 SELECT "customers"."id"
   FROM "crm"."customers"
   WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
@@ -57,7 +57,7 @@ REVOKE ALL ON TABLE "pgwarden"."_rows_customers_via_own_subtree" FROM PUBLIC;
 COMMENT ON VIEW "pgwarden"."_rows_customers_via_own_subtree" IS 'pgwarden: keys of customers rows related to the caller by own, subtree (a decision, for child tables'' policies)';
 
 -- view "pgwarden"."_rows_customers_via_subtree"
-CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_subtree" AS
+CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_subtree" WITH (security_barrier) AS
 SELECT "customers"."id"
   FROM "crm"."customers"
   WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
