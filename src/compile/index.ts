@@ -39,6 +39,7 @@ import {
   parentRowsView,
   relationPredicate,
   rowChecks,
+  rowRulesPredicate,
   scopePredicate,
 } from './predicates.js';
 import { approverCheckFunction, childTables, whenLabel, writeObjects } from './writes.js';
@@ -725,7 +726,7 @@ function parentRowsViewObject(
   const ctx: PredicateContext = { model, table: parent, person: CURRENT_USER, access: 'select' };
   const pred = via
     ? or(via.map((r) => relationPredicate(ctx, r)))
-    : (commandPredicate(ctx, 'select') ?? unsafeRaw('false'));
+    : (rowRulesPredicate(ctx, 'select') ?? unsafeRaw('false'));
   const query = sql`SELECT ${col(parent, parent.key)}
   FROM ${qualified(model.schemas.protected, parent.table)}
   WHERE (SELECT ${qualified('pgwarden', 'person_name')}(${CURRENT_USER})) IS NOT NULL
