@@ -209,6 +209,13 @@ describe('the Citus target renders policies without subqueries', () => {
       const policies = objects.filter((o): o is PolicyObject => o.kind === 'policy');
       expect(new Set(policies.flatMap((p) => p.to))).toEqual(new Set([model.roles.people]));
       expect(objects.filter((o) => o.kind === 'view')).toEqual([]);
+      // nor the PostgreSQL target's parent keys, lookups and their chooser, nor grants on them
+      expect([...fns].filter((f) => /^pgwarden\._(keys|many|rows)_/.test(f))).toEqual([]);
+      expect(
+        objects.filter(
+          (o) => o.kind === 'grant' && /^_(keys|many|rows)_/.test(o.target.name ?? ''),
+        ),
+      ).toEqual([]);
     }
   });
 

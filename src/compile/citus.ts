@@ -83,7 +83,8 @@ export function citusTarget(
 ): CatalogObject[] {
   const { protected: prot, exposed } = model.schemas;
   // what reads or writes through the views goes: the views, their write triggers and functions,
-  // the approval checks, the parent-key helpers (replaced by per-row _has_ helpers), the grants
+  // the approval checks, the parent-key helpers and lookups (`_keys_*`, `_many_*`, `_rows_*`;
+  // replaced by per-row _has_ helpers), the grants
   // on all of those, and the view owner's privileges on the base tables
   const gone = new Set<string>();
   for (const t of model.tables) {
@@ -92,7 +93,8 @@ export function citusTarget(
     gone.add(`pgwarden.${approverFunctionName(t)}`);
   }
   const goneFn = (schema: string, name: string) =>
-    gone.has(`${schema}.${name}`) || (schema === 'pgwarden' && name.startsWith('_keys_'));
+    gone.has(`${schema}.${name}`) ||
+    (schema === 'pgwarden' && (name.startsWith('_keys_') || name.startsWith('_many_')));
   const out: CatalogObject[] = objects.filter((o) => {
     switch (o.kind) {
       case 'view':
