@@ -162,7 +162,9 @@ function parentProbe(
   column: string,
 ): Sql {
   const v = unsafeRaw('pgw_parent');
-  return sql`EXISTS (SELECT FROM ${pw(parentRowsView(parent, via))} AS ${v} WHERE ${v}.${ident(parent.key)} = ${col(ctx.table, column)} OFFSET 0)`;
+  // text keys compare in the default collation, as the arrays of keys do
+  const fk = collated(ctx, col(ctx.table, column), isTextType(parent.keyType));
+  return sql`EXISTS (SELECT FROM ${pw(parentRowsView(parent, via))} AS ${v} WHERE ${v}.${ident(parent.key)} = ${fk} OFFSET 0)`;
 }
 
 /**
