@@ -158,9 +158,7 @@ describe('parent lookups on a text key, the child in another collation', () => {
       'bo',
       async (tx) => {
         await tx.unsafe('SET LOCAL enable_seqscan = off');
-        return tx.unsafe(
-          `EXPLAIN (COSTS OFF) SELECT * FROM app_api.notes WHERE id = 1`,
-        );
+        return tx.unsafe(`EXPLAIN (COSTS OFF) SELECT * FROM app_api.notes WHERE id = 1`);
       },
       { rolePrefix: t.prefix },
     );
