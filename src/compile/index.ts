@@ -723,7 +723,13 @@ function parentRowsViewObject(
   via: readonly RowRelation[] | null,
   roles: RoleNames,
 ): ViewObject {
-  const ctx: PredicateContext = { model, table: parent, person: CURRENT_USER, access: 'select' };
+  const ctx: PredicateContext = {
+    model,
+    table: parent,
+    person: CURRENT_USER,
+    access: 'select',
+    lookup: true,
+  };
   const pred = via
     ? or(via.map((r) => relationPredicate(ctx, r)))
     : (rowRulesPredicate(ctx, 'select') ?? unsafeRaw('false'));
