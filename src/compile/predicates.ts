@@ -214,7 +214,7 @@ export function manyParents(ctx: PredicateContext, parent: TableModel): Sql {
     ...(gate ? [gate] : jobs.size > 0 ? [TRUE] : []),
     ...(grants
       ? [
-          sql`${pw('grant_filters')}(${ctx.person}, ${literal(parent.name)}, 'select') <> '[]'::jsonb`,
+          sql`${pw('grant_filters')}(${ctx.person}, ${literal(parent.name)}, ${literal('select')}) <> ${literal('[]')}::jsonb`,
         ]
       : []),
     ...uniqueSql(parts),
@@ -287,7 +287,7 @@ export function relationPredicate(ctx: PredicateContext, relation: RowRelation):
         // of people by name, and a walk of a few hundred units at most), not the owner among
         // every person of the subtree (vera's 8,894 names, walked for each row: 0.2 ms)
         const units = relation === 'unit' ? 'my_units' : 'subtree_units';
-        return sql`EXISTS (SELECT FROM pgwarden.people AS pgw_owner WHERE pgw_owner.name = ${collated(ctx, col(table, column), true)} AND pgw_owner.unit = ANY ((SELECT ${pw(units)}(${person}))::text[]))`;
+        return sql`EXISTS (SELECT FROM ${qualified('pgwarden', 'people')} AS pgw_owner WHERE pgw_owner.name = ${collated(ctx, col(table, column), true)} AND pgw_owner.unit = ANY ((SELECT ${pw(units)}(${person}))::text[]))`;
       }
       return member(
         ctx,
@@ -435,19 +435,30 @@ export function commandPredicate(
   const rules = ctx.table.rules.filter((r) => r.commands.includes(command));
   if (rules.length === 0) return null;
   if (!ctx.inline) return indexablePredicate({ ...ctx, access: command }, rules);
-  const parts = rules.map((r) => {
-    const jobs =
-      r.jobs.length === 1
-        ? hasJob(ctx.person, r.jobs[0] as string, ctx.inline)
-        : sql`(${join(
-            r.jobs.map((j) => hasJob(ctx.person, j, ctx.inline)),
-            ' OR ',
-          )})`;
-    const scopes = r.scopes.map((s) => scopePredicate({ ...ctx, access: command }, s));
-    const scopeSql = scopes.length === 1 ? (scopes[0] as Sql) : sql`(${join(scopes, ' OR ')})`;
-    return sql`${jobs} AND ${scopeSql}`;
-  });
-  return or(parts);
+  return orOfRules({ ...ctx, access: command }, rules, (r) =>
+    r.jobs.length === 1
+      ? hasJob(ctx.person, r.jobs[0] as string, ctx.inline)
+      : sql`(${join(
+          r.jobs.map((j) => hasJob(ctx.person, j, ctx.inline)),
+          ' OR ',
+        )})`,
+  );
+}
+
+/** `(<gate>) AND (<scopes>)` for each rule, ORed; a rule without a gate is its scopes. */
+function orOfRules(
+  ctx: PredicateContext,
+  rules: readonly Rule[],
+  gate: (r: Rule) => Sql | null,
+): Sql {
+  return or(
+    rules.map((r) => {
+      const scopes = r.scopes.map((s) => scopePredicate(ctx, s));
+      const scopeSql = scopes.length === 1 ? (scopes[0] as Sql) : sql`(${join(scopes, ' OR ')})`;
+      const g = gate(r);
+      return g ? sql`${g} AND ${scopeSql}` : scopeSql;
+    }),
+  );
 }
 
 /**
@@ -464,14 +475,10 @@ export function rowRulesPredicate(
   const rules = ctx.table.rules.filter((r) => r.commands.includes(command));
   if (rules.length === 0) return null;
   const c: PredicateContext = { ...ctx, access: command, inline: false };
-  return or(
-    rules.map((r) => {
-      const gate = jobGate(c, r.jobs, true);
-      const scopes = r.scopes.map((x) => scopePredicate(c, x));
-      const scopeSql = scopes.length === 1 ? (scopes[0] as Sql) : sql`(${join(scopes, ' OR ')})`;
-      return gate ? sql`(SELECT ${gate}) AND ${scopeSql}` : scopeSql;
-    }),
-  );
+  return orOfRules(c, rules, (r) => {
+    const gate = jobGate(c, r.jobs, true);
+    return gate ? sql`(SELECT ${gate})` : null;
+  });
 }
 
 /**

@@ -557,7 +557,7 @@ function presenceBatch(o: CatalogObject, catalogInstalled: boolean): Batch | nul
     case 'view': {
       // pgwarden's own lookups are security barriers (see the view renderer)
       const barrier = isHelperView(o)
-        ? unsafeRaw(` AND 'security_barrier=true' = ANY (c.reloptions)`)
+        ? sql` AND ${literal('security_barrier=true')} = ANY (c.reloptions)`
         : unsafeRaw('');
       return {
         shape: `${o.kind}:${isHelperView(o)}`,

@@ -12,7 +12,7 @@ SELECT "customers"."id"
   FROM "crm"."customers"
   WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
     AND (((SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'sales_rep')) AND ("customers"."owner" = (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) COLLATE pg_catalog."default" OR "customers"."id" = ANY ((SELECT "pgwarden"."shared_keys"("pgwarden"."caller"(), 'customers')::bigint[])::bigint[]) OR "customers"."in_pool" IS TRUE))
-    OR ((SELECT "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director'])) AND (EXISTS (SELECT FROM pgwarden.people AS pgw_owner WHERE pgw_owner.name = "customers"."owner" COLLATE pg_catalog."default" AND pgw_owner.unit = ANY ((SELECT "pgwarden"."subtree_units"("pgwarden"."caller"()))::text[])) OR "customers"."in_pool" IS TRUE))
+    OR ((SELECT "pgwarden"."has_any_job"("pgwarden"."caller"(), ARRAY['sales_manager', 'sales_director'])) AND (EXISTS (SELECT FROM "pgwarden"."people" AS pgw_owner WHERE pgw_owner.name = "customers"."owner" COLLATE pg_catalog."default" AND pgw_owner.unit = ANY ((SELECT "pgwarden"."subtree_units"("pgwarden"."caller"()))::text[])) OR "customers"."in_pool" IS TRUE))
     OR ((SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'support_agent')) AND (status = 'active'))
     OR ((SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'finance')) AND (id IN (SELECT k.customer_id FROM crm.contracts k)))
     OR ((SELECT "pgwarden"."has_job"("pgwarden"."caller"(), 'marketing')) AND (status IN ('lead', 'active')))
@@ -39,7 +39,7 @@ SELECT "customers"."id"
   FROM "crm"."customers"
   WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
     AND (("customers"."owner" = (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) COLLATE pg_catalog."default")
-    OR (EXISTS (SELECT FROM pgwarden.people AS pgw_owner WHERE pgw_owner.name = "customers"."owner" COLLATE pg_catalog."default" AND pgw_owner.unit = ANY ((SELECT "pgwarden"."subtree_units"("pgwarden"."caller"()))::text[]))));
+    OR (EXISTS (SELECT FROM "pgwarden"."people" AS pgw_owner WHERE pgw_owner.name = "customers"."owner" COLLATE pg_catalog."default" AND pgw_owner.unit = ANY ((SELECT "pgwarden"."subtree_units"("pgwarden"."caller"()))::text[]))));
 ALTER VIEW "pgwarden"."_rows_customers_via_own_subtree" OWNER TO "pgwarden_owner";
 REVOKE ALL ON TABLE "pgwarden"."_rows_customers_via_own_subtree" FROM PUBLIC;
 COMMENT ON VIEW "pgwarden"."_rows_customers_via_own_subtree" IS 'pgwarden: keys of customers rows related to the caller by own, subtree (a decision, for child tables'' policies)';
@@ -49,7 +49,7 @@ CREATE OR REPLACE VIEW "pgwarden"."_rows_customers_via_subtree" WITH (security_b
 SELECT "customers"."id"
   FROM "crm"."customers"
   WHERE (SELECT "pgwarden"."person_name"("pgwarden"."caller"())) IS NOT NULL
-    AND (EXISTS (SELECT FROM pgwarden.people AS pgw_owner WHERE pgw_owner.name = "customers"."owner" COLLATE pg_catalog."default" AND pgw_owner.unit = ANY ((SELECT "pgwarden"."subtree_units"("pgwarden"."caller"()))::text[])));
+    AND (EXISTS (SELECT FROM "pgwarden"."people" AS pgw_owner WHERE pgw_owner.name = "customers"."owner" COLLATE pg_catalog."default" AND pgw_owner.unit = ANY ((SELECT "pgwarden"."subtree_units"("pgwarden"."caller"()))::text[])));
 ALTER VIEW "pgwarden"."_rows_customers_via_subtree" OWNER TO "pgwarden_owner";
 REVOKE ALL ON TABLE "pgwarden"."_rows_customers_via_subtree" FROM PUBLIC;
 COMMENT ON VIEW "pgwarden"."_rows_customers_via_subtree" IS 'pgwarden: keys of customers rows related to the caller by subtree (a decision, for child tables'' policies)';
