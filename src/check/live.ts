@@ -414,7 +414,8 @@ export function checkLive(model: Model, facts: LintFacts, options: CompileOption
 
   // ------------------------------------------------------------ views over protected tables
   // pgwarden's views with the owner it gives them: the exposed views (the view owner) and the
-  // `_rows_*` lookups (the catalog owner, readable by the view owner only)
+  // `_rows_*` lookups (the catalog owner; security_barrier views that the view owner and the
+  // people may read, since `pgwarden explain` evaluates rules as the person)
   const ourViews = new Map(
     desired
       .filter((o): o is ViewObject => o.kind === 'view')
