@@ -4,6 +4,8 @@
  * happens when a protected table changes shape under the audit (a new column, a new sensitive
  * column, a column whose type changed).
  */
+
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupCrm } from '../examples/crm/setup.js';
 import { apply, planAgainst } from '../src/apply/index.js';
@@ -11,8 +13,9 @@ import { canonicalJson, sha256 } from '../src/catalog/fingerprint.js';
 import { dataLogColumns, dataLogName } from '../src/compile/audit.js';
 import { compile } from '../src/compile/index.js';
 import type { Model, TableModel } from '../src/model/types.js';
-import { anchor, seal, verify } from '../src/report/audit.js';
-import { createTestDatabase, type TestDb } from './helpers/db.js';
+import { anchor, parseAnchor, seal, verify } from '../src/report/audit.js';
+import { createTestDatabase, type TestDb, urlFor } from './helpers/db.js';
+import { sealAll } from './helpers/seal.js';
 
 let t: TestDb;
 let model: Model;
@@ -95,11 +98,55 @@ describe('a row change read back through pgwarden_audit.records', () => {
   });
 });
 
+describe('sealing and anchors', () => {
+  it('an anchor taken before the first seal is link 0 without a hash, and every chain that follows verifies against it', async () => {
+    const empty = await anchor(t.sql);
+    expect(empty).toMatchObject({ seq: 0, hash: null });
+    // (as `pgwarden audit verify --anchor` reads it back)
+    const parsed = parseAnchor(JSON.stringify(empty));
+    expect(await verify(t.sql, { anchor: parsed })).toMatchObject({ ok: true, problems: [] });
+    await sealAll(t.sql);
+    const r = await verify(t.sql, { anchor: parsed });
+    expect(r.problems).toEqual([]);
+    expect(r.checked).toBeGreaterThan(0);
+    // a link 0 with a hash, or a later link without one, is not an anchor
+    expect(() => parseAnchor('{"seq":0,"hash":"00"}')).toThrow(/link 0/);
+    expect(() => parseAnchor('{"seq":3,"hash":null}')).toThrow(/link 3 needs the hash/);
+    expect(() => parseAnchor('{"seq":-1,"hash":null}')).toThrow(/an anchor is/);
+  });
+
+  it('a transaction running in another database holds sealing back: the newer records wait, and none is reported as forged', async () => {
+    const other = postgres(urlFor(t.url, { database: 'postgres' }), { max: 1, onnotice: () => {} });
+    try {
+      const held = await other.reserve();
+      await held`BEGIN`;
+      await held`SELECT pg_current_xact_id()`;
+      try {
+        await t.sql`UPDATE crm.deals SET stage = 'lost' WHERE id = (SELECT max(id) FROM crm.deals)`;
+        await seal(t.sql);
+        const waiting = await verify(t.sql);
+        expect(waiting.problems).toEqual([]);
+        expect(waiting.unsealed).toBeGreaterThan(0);
+      } finally {
+        await held`COMMIT`;
+        held.release();
+      }
+      await sealAll(t.sql);
+      const r = await verify(t.sql);
+      expect(r.problems).toEqual([]);
+      expect(r.unsealed).toBe(0);
+    } finally {
+      await other.end();
+    }
+  });
+});
+
 describe('a protected table that changes shape', () => {
   it('a new column and a newly sensitive column widen the log; sealed records still verify against the anchor', async () => {
     await t.sql`UPDATE crm.deals SET stage = 'won' WHERE id = (SELECT min(id) FROM crm.deals)`;
-    await seal(t.sql);
+    await sealAll(t.sql);
     const head = await anchor(t.sql);
+    expect(head.seq).toBeGreaterThan(0);
     expect((await verify(t.sql, { anchor: head })).ok).toBe(true);
 
     await t.sql`ALTER TABLE crm.deals ADD COLUMN note text`;
@@ -133,7 +180,7 @@ describe('a protected table that changes shape', () => {
       new: expect.stringMatching(/^hmac:/),
     });
     // the records sealed before read the same as when they were sealed
-    await seal(t.sql);
+    await sealAll(t.sql);
     const r = await verify(t.sql, { anchor: head });
     expect(r.problems).toEqual([]);
     expect(r.ok).toBe(true);

@@ -10,6 +10,7 @@ import { anchor, seal, verify } from '../src/report/audit.js';
 import { withPerson } from '../src/runtime/with-person.js';
 import { quoteIdent } from '../src/sql/quote.js';
 import { createTestDatabase, loginAs, type TestDb } from './helpers/db.js';
+import { sealAll } from './helpers/seal.js';
 
 let t: TestDb;
 let app: postgres.Sql;
@@ -300,13 +301,7 @@ describe('concurrent writers and the chain', () => {
     expect(n).toBe(changes);
     // the sealer only seals transactions older than the oldest one running anywhere in the
     // cluster (other test files run beside this one): seal until nothing is left
-    for (let i = 0; i < 60; i++) {
-      await seal(t.sql);
-      const [u] =
-        await t.sql`SELECT count(*)::int AS n FROM pgwarden_audit.records r WHERE NOT EXISTS (SELECT FROM pgwarden_audit.chain c WHERE c.record_id = r.id)`;
-      if (u?.n === 0) break;
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    await sealAll(t.sql);
     const odd = postgres(t.url, {
       max: 1,
       onnotice: () => {},

@@ -130,7 +130,7 @@ export function register(program: Command): void {
       else {
         if (result.ok) {
           process.stdout.write(
-            `${c.green('ok')} the chain verifies: ${result.checked} link(s)${result.archived ? ` (${result.archived} archived)` : ''}, head ${result.head.seq} ${result.head.hash ?? ''}${anchorValue ? `, anchor ${anchorValue.seq} matches` : ''}\n`,
+            `${c.green('ok')} the chain verifies: ${result.checked} link(s)${result.archived ? ` (${result.archived} archived)` : ''}, head ${result.head.seq}${result.head.hash ? ` ${result.head.hash}` : ''}${anchorValue ? (anchorValue.seq === 0 ? ', anchor 0 (taken before the first seal) matches' : `, anchor ${anchorValue.seq} matches`) : ''}\n`,
           );
         } else {
           process.stdout.write(

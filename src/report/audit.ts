@@ -67,9 +67,23 @@ export async function anchor(db: Db): Promise<Anchor> {
 
 export function parseAnchor(text: string): Anchor {
   const a = JSON.parse(text) as Partial<Anchor>;
-  if (typeof a.seq !== 'number' || (a.hash !== null && typeof a.hash !== 'string')) {
+  if (
+    typeof a.seq !== 'number' ||
+    !Number.isSafeInteger(a.seq) ||
+    a.seq < 0 ||
+    (a.hash !== null && typeof a.hash !== 'string')
+  ) {
     throw new Error(
       'an anchor is {"seq": <number>, "hash": "<hex>"} as printed by pgwarden audit anchor',
+    );
+  }
+  // link 0 is the empty chain (an anchor taken before the first seal): it has no hash, and every
+  // later link has one
+  if ((a.seq === 0) !== (a.hash === null || a.hash === undefined)) {
+    throw new Error(
+      a.seq === 0
+        ? 'an anchor at link 0 (an empty chain) has "hash": null'
+        : `an anchor at link ${a.seq} needs the hash of that link`,
     );
   }
   return { seq: a.seq, hash: a.hash ?? null };
@@ -167,7 +181,8 @@ export async function verify(
       message: `record ${s.id} is not in the chain although its transaction is older than the last seal: it was inserted behind pgwarden's back`,
     });
   }
-  if (options.anchor) {
+  // an anchor at link 0 was taken before anything was sealed: every chain extends it
+  if (options.anchor && options.anchor.seq > 0) {
     if (lastSeq < options.anchor.seq) {
       problems.push({
         kind: 'tail_cut',
