@@ -147,7 +147,7 @@ describe('a protected table that changes shape', () => {
     await sealAll(t.sql);
     const head = await anchor(t.sql);
     expect(head.seq).toBeGreaterThan(0);
-    expect((await verify(t.sql, { anchor: head })).ok).toBe(true);
+    expect(await verify(t.sql, { anchor: head })).toMatchObject({ ok: true, problems: [] });
 
     await t.sql`ALTER TABLE crm.deals ADD COLUMN note text`;
     const m = withTable('deals', (x) => ({
