@@ -26,6 +26,7 @@ import { canonicalJson, sha256 } from '../src/catalog/fingerprint.js';
 import { compile, roleNames } from '../src/compile/index.js';
 import type { Model } from '../src/model/types.js';
 import { quoteIdent } from '../src/sql/quote.js';
+import { cleanupOnSignal } from './rows.js';
 
 export const VARIANTS = ['none', 'row', 'pgwarden'] as const;
 export type Variant = (typeof VARIANTS)[number];
@@ -440,14 +441,12 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
     dbs: {},
     tableOwner: '',
   };
-  const onSignal = (sig: NodeJS.Signals): void => {
-    log(`${sig}: cleaning up ${runId} ...`);
-    cleanup(opts.url, s, log)
-      .catch((e: unknown) => log(`cleanup failed: ${String(e)}`))
-      .finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stopHandlers = cleanupOnSignal(
+    runId,
+    `the databases ${Object.values(s.databases).join(', ')} and the roles ${s.prefix}*`,
+    () => cleanup(opts.url, s, log),
+    log,
+  );
 
   const admin = connect(opts.url);
   try {
@@ -644,8 +643,7 @@ export async function runAuditBench(opts: AuditBenchOptions): Promise<AuditBench
   } finally {
     await admin.end({ timeout: 5 }).catch(() => undefined);
     await cleanup(opts.url, s, log);
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    stopHandlers();
   }
 }
 

@@ -30,3 +30,39 @@ export function median(values: readonly number[]): number {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
+
+/**
+ * Drops a run's databases and roles when the bench is interrupted (SIGINT, SIGTERM). The first
+ * signal starts `cleanup` and exits (130) when it is done; a second one (a second Ctrl-C, or
+ * `npm run` passing on the signal its process group also got) is ignored, with a line saying so;
+ * a third exits at once and says what is left to drop. Returns the function that removes the
+ * handlers, for the end of a run that cleaned up itself.
+ */
+export function cleanupOnSignal(
+  what: string,
+  leftBehind: string,
+  cleanup: () => Promise<void>,
+  log: (line: string) => void,
+): () => void {
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals === 1) {
+      log(`${sig}: cleaning up ${what} ...`);
+      cleanup()
+        .catch((e: unknown) => log(`cleanup failed: ${String(e)}; left behind: ${leftBehind}`))
+        .finally(() => process.exit(130));
+    } else if (signals === 2) {
+      log(`${sig}: still cleaning up ${what}; a third signal stops now and leaves it behind`);
+    } else {
+      log(`${sig}: stopped; left behind: ${leftBehind}`);
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  };
+}

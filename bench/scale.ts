@@ -39,7 +39,7 @@ import { compile, roleNames } from '../src/compile/index.js';
 import type { Model } from '../src/model/types.js';
 import { withPerson } from '../src/runtime/with-person.js';
 import { quoteIdent, quoteLiteral } from '../src/sql/quote.js';
-import { type BenchRow, median } from './rows.js';
+import { type BenchRow, cleanupOnSignal, median } from './rows.js';
 
 // ------------------------------------------------------------------ presets
 
@@ -1274,14 +1274,12 @@ export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBench
     throw new Error('bench: the preset needs people > basePeople >= 24');
   const runId = `pgwbs_${randomSuffix()}`;
   const s: Setup = { runId, prefix: `${runId}_`, database: runId, conns: [] };
-  const onSignal = (sig: NodeJS.Signals): void => {
-    log(`${sig}: cleaning up ${runId} ...`);
-    cleanup(opts.url, s, log)
-      .catch((e: unknown) => log(`cleanup failed: ${String(e)}`))
-      .finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stopHandlers = cleanupOnSignal(
+    runId,
+    `the database ${s.database} (DROP DATABASE ${s.database} WITH (FORCE)) and the roles ${s.prefix}*`,
+    () => cleanup(opts.url, s, log),
+    log,
+  );
 
   const shape: DataShape = {
     database: s.database,
@@ -1422,8 +1420,7 @@ export async function runScaleBench(opts: ScaleBenchOptions): Promise<ScaleBench
           `DROP DATABASE ${s.database} WITH (FORCE), then the roles`,
       );
     } else await cleanup(opts.url, s, log);
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    stopHandlers();
   }
 }
 
