@@ -8,7 +8,6 @@
  *       target gives through crm_api, withholds the masked columns, checks edit rights, writes
  *       the audit tables, and plans empty after apply.
  */
-import { parseSync } from 'libpg-query';
 import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crmModel, setupCrm } from '../examples/crm/setup.js';
@@ -19,6 +18,7 @@ import { compile, type Target } from '../src/compile/index.js';
 import { appliedTarget, resolveTarget } from '../src/introspect/target.js';
 import type { Model } from '../src/model/types.js';
 import { validateModel } from '../src/model/validate.js';
+import { parseSync } from '../src/sql/pg-parser.js';
 import { quoteIdent } from '../src/sql/quote.js';
 import { renderCreate } from '../src/sql/render.js';
 import { loadParser } from '../src/sql/tree.js';

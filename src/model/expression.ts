@@ -28,7 +28,7 @@
  * cheap or side-effect free. Those are the model author's responsibility (the author is trusted
  * with SQL); Postgres checks names when the policy or view is created.
  */
-import { parse, scan } from 'libpg-query';
+import { parse, scan } from '../sql/pg-parser.js';
 
 export type ExpressionCheck = { ok: true; normalized: string } | { ok: false; reason: string };
 
@@ -41,12 +41,9 @@ function isObj(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The parser's own message, e.g. `unterminated /* comment at or near "/* x"`. */
 function parseError(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  // libpg-query reports some lexer errors (e.g. an unterminated /* comment) as a JSON failure
-  return /not valid JSON|Unexpected token/.test(msg)
-    ? 'unterminated comment, string or identifier'
-    : msg;
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** null when `sql` is `SELECT <one unnamed expression>` and nothing else; otherwise the reason. */

@@ -185,7 +185,7 @@ export async function* exportBatches(
  * takes data, never SQL.
  */
 export async function parseWhere(text: string): Promise<Record<string, string[]>> {
-  const { parse } = await import('libpg-query');
+  const { parse } = await import('../sql/pg-parser.js');
   const bad = () =>
     new PgwardenError(
       'invalid_filter',
