@@ -64,9 +64,10 @@ async function compare(
   db: postgres.Sql,
   prefix: string,
   edits: readonly string[],
-): Promise<{ falses: number }> {
+): Promise<{ falses: number; present: Record<string, boolean> }> {
   const desired = compile(model, { rolePrefix: prefix });
   let falses = 0;
+  let present: Record<string, boolean> = {};
   await db
     .begin(async (tx) => {
       if (edits.length > 0) await tx.unsafe(edits.join(';\n')).simple();
@@ -75,12 +76,13 @@ async function compare(
       expect(Object.fromEntries(live.present)).toEqual(ref.present);
       expect(Object.fromEntries(live.exists)).toEqual(ref.exists);
       falses = Object.values(ref.present).filter((v) => !v).length;
+      present = ref.present;
       throw new RolledBack();
     })
     .catch((e: unknown) => {
       if (!(e instanceof RolledBack)) throw e;
     });
-  return { falses };
+  return { falses, present };
 }
 
 class RolledBack extends Error {}
@@ -92,7 +94,7 @@ describe('batched presence and existence checks agree with the checks one by one
 
   it('after hand edits of every kind', async () => {
     const p = t.prefix;
-    const { falses } = await compare(t.sql, p, [
+    const { falses, present } = await compare(t.sql, p, [
       'DROP POLICY deals_select ON crm.deals',
       'ALTER POLICY customers_select ON crm.customers USING (true)',
       `ALTER POLICY contacts_update ON crm.contacts TO "${p}crm_people"`,
@@ -118,8 +120,31 @@ describe('batched presence and existence checks agree with the checks one by one
       `CREATE OR REPLACE FUNCTION pgwarden_audit.changed_deals() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`,
       `ALTER ROLE "${p}crm_app" NOLOGIN`,
       "UPDATE pgwarden.jobs SET description = 'edited' WHERE name = 'sales_rep'",
+      // catalog rows: a boolean, a text array, a jsonb value, an integer, a NULL, a row gone
+      "UPDATE pgwarden.jobs SET privileged = NOT privileged WHERE name = 'sales_director'",
+      "UPDATE pgwarden.tables SET grantable = grantable || '{id}' WHERE name = 'customers'",
+      'UPDATE pgwarden.row_checks SET assigned = \'[{"jobs": ["x"], "attribute": "y"}]\' WHERE key = \'contracts:select\'',
+      'UPDATE pgwarden.export_rules SET per_day = per_day + 1 WHERE key = (SELECT min(key) FROM pgwarden.export_rules)',
+      "UPDATE pgwarden.jobs SET description = NULL WHERE name = 'support_agent'",
+      'DELETE FROM pgwarden.reveal_rules WHERE key = (SELECT min(key) FROM pgwarden.reveal_rules)',
     ]);
     expect(falses).toBeGreaterThan(20);
+    // each catalog row edit is seen (catalog rows are checked in batches per table too)
+    const rows = Object.entries(present).filter(([k]) => k.startsWith('catalog_row:'));
+    expect(
+      rows
+        .filter(([, v]) => !v)
+        .map(([k]) => k)
+        .sort(),
+    ).toEqual([
+      'catalog_row:export_rules:customers:sales_director',
+      'catalog_row:jobs:sales_director',
+      'catalog_row:jobs:sales_rep',
+      'catalog_row:jobs:support_agent',
+      'catalog_row:reveal_rules:customers.id_number',
+      'catalog_row:row_checks:contracts:select',
+      'catalog_row:tables:customers',
+    ]);
   });
 
   it('before anything was applied', async () => {

@@ -3,10 +3,11 @@
  * whether it exists as recorded. Only this module and apply/ touch the database.
  */
 import type postgres from 'postgres';
-import { canonicalJson, fingerprint } from '../catalog/fingerprint.js';
+import { canonicalJson, fingerprint, sha256 } from '../catalog/fingerprint.js';
 import type {
   AuditLogObject,
   CatalogObject,
+  CatalogValue,
   GrantObject,
   GrantTarget,
   PolicyObject,
@@ -22,7 +23,7 @@ export interface RegistryEntry {
   key: string;
   kind: string;
   fingerprint: string;
-  object: CatalogObject;
+  readonly object: CatalogObject;
   /** the object as stored: canonicalJson of the object when it was applied */
   definition: string;
 }
@@ -242,16 +243,25 @@ export async function serverVersionNum(db: Db): Promise<number> {
   return Number(rows[0]?.v ?? 0);
 }
 
-export async function readRegistry(
-  db: Db,
-): Promise<{ installed: boolean; registry: Map<string, RegistryEntry> }> {
+/** pgwarden's catalog (its registry of applied objects) is in this database. */
+async function catalogPresent(db: Db): Promise<boolean> {
   const rows = await query<{ installed: boolean }>(
     db,
     unsafeRaw(`SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed`),
   );
-  const installed = rows[0]?.installed === true;
+  return rows[0]?.installed === true;
+}
+
+export async function readRegistry(
+  db: Db,
+): Promise<{ installed: boolean; registry: Map<string, RegistryEntry> }> {
+  const installed = await catalogPresent(db);
+  return { installed, registry: installed ? await registryEntries(db) : new Map() };
+}
+
+/** The rows of pgwarden.applied_objects by key (the catalog must be there). */
+async function registryEntries(db: Db): Promise<Map<string, RegistryEntry>> {
   const registry = new Map<string, RegistryEntry>();
-  if (!installed) return { installed, registry };
   const entries = await query<{
     key: string;
     kind: string;
@@ -264,51 +274,83 @@ export async function readRegistry(
     ),
   );
   for (const e of entries) {
+    // parsed when asked for: a plan with no changes needs few of them (introspect)
+    let object: CatalogObject | undefined;
     registry.set(e.key, {
       key: e.key,
       kind: e.kind,
       fingerprint: e.fingerprint,
-      object: JSON.parse(e.definition) as CatalogObject,
+      get object(): CatalogObject {
+        object ??= JSON.parse(e.definition) as CatalogObject;
+        return object;
+      },
       definition: e.definition,
     });
   }
-  return { installed, registry };
+  return registry;
+}
+
+/** Lets pending I/O (the driver's writes and reads) run. */
+function yieldToIo(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
 }
 
 /** Registry and presence of every object that is desired or recorded. */
 export async function introspect(db: Db, desired: readonly CatalogObject[]): Promise<LiveState> {
-  const serverVersion = await serverVersionNum(db);
-  const { installed, registry } = await readRegistry(db);
-  const objects = new Map<string, CatalogObject>();
-  // An object applied with an equivalent definition (same fingerprint: the same parse tree,
-  // maybe formatted differently) is checked as it was applied, since that text is what is there.
-  // One applied exactly as desired (the same stored definition) is the same object either way,
-  // and needs no fingerprint yet.
-  for (const o of desired) {
-    const k = objectKey(o);
-    const applied = registry.get(k);
-    const same =
-      applied !== undefined &&
-      (applied.definition === canonicalJson(o) || applied.fingerprint === fingerprint(o));
-    objects.set(k, same ? applied.object : o);
-  }
-  for (const [k, e] of registry) if (!objects.has(k)) objects.set(k, e.object);
-  const keys = [...objects.keys()];
-  const named = keys.filter((k) => existenceCheck(objects.get(k) as CatalogObject) !== null);
-  const all = [...objects.values()];
-  const livePolicies = new Map<string, PolicyObject>();
-  // Every query at once (the driver pipelines them in the transaction). While the server works,
-  // compute the fingerprints that diff compares with the registry: parsing their SQL is the
-  // biggest cost on this side.
-  const pending = Promise.all([
+  const [serverVersion, installed] = await Promise.all([serverVersionNum(db), catalogPresent(db)]);
+  // The queries are pipelined in the transaction and run one after the other on the server, so
+  // the checks of the desired objects go out right behind the registry's read: the server runs
+  // them while this side reads the registry and fingerprints. What the registry adds (objects
+  // only it knows, and the objects applied with an equivalent definition, checked as applied)
+  // is checked by a second round, empty when nothing changed.
+  const presence = (keys: readonly string[], of: ReadonlyMap<string, CatalogObject>) =>
     evaluateChecks(
       db,
       keys,
-      objects,
+      of,
       (o) => presenceBatch(o, installed),
       (o) => presenceCheck(o, serverVersion, installed),
-    ),
-    evaluateChecks(db, named, objects, existenceBatch, (o) => existenceCheck(o) as Sql),
+    );
+  const existence = (keys: readonly string[], of: ReadonlyMap<string, CatalogObject>) =>
+    evaluateChecks(
+      db,
+      keys.filter((k) => existenceCheck(of.get(k) as CatalogObject) !== null),
+      of,
+      existenceBatch,
+      (o) => existenceCheck(o) as Sql,
+    );
+  const wanted = new Map<string, CatalogObject>();
+  for (const o of desired) wanted.set(objectKey(o), o);
+  const registryRead = installed ? registryEntries(db) : Promise.resolve(new Map());
+  const first = Promise.all([
+    presence([...wanted.keys()], wanted),
+    existence([...wanted.keys()], wanted),
+  ]);
+  // (awaited below; an error of the registry's read is the one reported first)
+  first.catch(() => undefined);
+  const registry: Map<string, RegistryEntry> = await registryRead;
+
+  const objects = new Map<string, CatalogObject>();
+  // An object applied with an equivalent definition (same fingerprint: the same parse tree,
+  // maybe formatted differently) is checked as it was applied, since that text is what is there.
+  // One applied exactly as desired (the same stored definition) is the desired object itself,
+  // and needs no fingerprint yet.
+  for (const [k, o] of wanted) {
+    const applied = registry.get(k);
+    const equivalent =
+      applied !== undefined &&
+      applied.definition !== canonicalJson(o) &&
+      applied.fingerprint === fingerprint(o);
+    objects.set(k, equivalent ? applied.object : o);
+  }
+  for (const [k, e] of registry) if (!objects.has(k)) objects.set(k, e.object);
+  const again = [...objects.keys()].filter((k) => objects.get(k) !== wanted.get(k));
+  const all = [...objects.values()];
+  const livePolicies = new Map<string, PolicyObject>();
+  const pending = Promise.all([
+    first,
+    presence(again, objects),
+    existence(again, objects),
     readUnknownPolicies(db, all, objects, livePolicies),
     readRlsFlags(db, all),
     readUnknownGrants(db, all),
@@ -317,18 +359,39 @@ export async function introspect(db: Db, desired: readonly CatalogObject[]): Pro
   ]);
   // (awaited below; if computing throws first, that error is the one reported)
   pending.catch(() => undefined);
-  // postgres.js writes queued queries on setImmediate: let it send them before computing
-  for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
-  for (const o of desired) if (registry.has(objectKey(o))) fingerprint(o);
+  // While the server works, compute the fingerprints that diff compares with the registry:
+  // parsing their SQL is the biggest cost on this side. postgres.js writes queued queries on
+  // setImmediate, and a query longer than the socket takes at once is written on as the socket
+  // drains, which needs the event loop: the computing yields every few milliseconds, or the
+  // server would wait for the rest of a query's text.
+  for (let i = 0; i < 2; i++) await yieldToIo();
+  let slice = performance.now();
+  for (const o of desired) {
+    if (!registry.has(objectKey(o))) continue;
+    fingerprint(o);
+    if (performance.now() - slice > 5) {
+      await yieldToIo();
+      slice = performance.now();
+    }
+  }
   const [
-    present,
-    exists,
+    [presentFirst, existsFirst],
+    presentAgain,
+    existsAgain,
     unknownPolicies,
     rlsFlags,
     { grants: unknownGrants, publicOn: unknownPublic },
     unknownTriggers,
     unmanagedRelations,
   ] = await pending;
+  const present = new Map<string, boolean>();
+  const exists = new Map<string, boolean>();
+  for (const k of objects.keys()) {
+    const p = presentAgain.get(k) ?? presentFirst.get(k);
+    if (p !== undefined) present.set(k, p);
+    const e = existsAgain.get(k) ?? existsFirst.get(k);
+    if (e !== undefined) exists.set(k, e);
+  }
   return {
     serverVersion,
     catalogInstalled: installed,
@@ -496,9 +559,40 @@ function auditLogPresent(t: BatchColumns): Sql {
               ELSE COALESCE((SELECT s.atttypid FROM pg_catalog.pg_attribute s WHERE s.attrelid = pg_catalog.to_regclass(${t.text('src')}) AND s.attname = x.${column} AND s.attnum > 0 AND NOT s.attisdropped), a.atttypid) END)))`;
 }
 
+/** A catalog value as json for jsonb_populate_record (catalogValue is its SQL literal). */
+function catalogJson(v: CatalogValue): unknown {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v))
+    return JSON.parse((v as { json: string }).json);
+  return v;
+}
+
 /** presenceCheck as a batch, for the kinds that come in numbers; null: checked one by one. */
 function presenceBatch(o: CatalogObject, catalogInstalled: boolean): Batch | null {
   switch (o.kind) {
+    case 'catalog_row': {
+      if (!catalogInstalled) return null; // 'false', no query
+      // The row's key and values as one jsonb per object; jsonb_populate_record turns each into
+      // the catalog table's own column types with the types' input functions, as the literals
+      // of the single check are coerced to the column types (a {json} value goes in as the
+      // json itself, for a jsonb column; a text array as a json array).
+      const columns = Object.keys(o.values);
+      const values: Record<string, unknown> = { [o.keyColumn]: o.key };
+      for (const [c, v] of Object.entries(o.values)) values[c] = catalogJson(v);
+      const table = unsafeRaw(`pgwarden.${quoteIdent(o.table)}`);
+      return {
+        shape: `${o.kind}:${o.table}:${o.keyColumn}:${columns.join(',')}`,
+        row: { r: JSON.stringify(values) },
+        check: (t) => {
+          const conds = [o.keyColumn, ...columns].map((c) => {
+            const col = unsafeRaw(quoteIdent(c));
+            return c === o.keyColumn
+              ? sql`x.${col} = y.${col}`
+              : sql`x.${col} IS NOT DISTINCT FROM y.${col}`;
+          });
+          return sql`EXISTS (SELECT FROM ${table} x, pg_catalog.jsonb_populate_record(NULL::${table}, (${t.text('r')})::pg_catalog.jsonb) y WHERE ${join(conds, ' AND ')})`;
+        },
+      };
+    }
     case 'audit_log':
       return { shape: o.kind, row: auditLogRow(o), check: auditLogPresent };
     case 'table_owner':
@@ -543,15 +637,18 @@ function presenceBatch(o: CatalogObject, catalogInstalled: boolean): Batch | nul
       const definer = o.securityDefiner;
       return {
         shape: `${o.kind}:${definer}`,
+        // the body's sha256, not the body: the bodies are megabytes (4 MB for 200 tables),
+        // which the query would carry and the server parse, to compare each with prosrc
         row: {
           signature: `${quoteIdent(o.schema)}.${quoteIdent(o.name)}(${o.args.map((a) => a.type).join(', ')})`,
-          body: o.body,
+          body: sha256(o.body),
           owner: o.owner,
         },
         check: (t) =>
           sql`EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
         WHERE p.oid = pg_catalog.to_regprocedure(${t.text('signature')})
-        AND p.prosrc = ${t.text('body')} AND p.prosecdef = ${unsafeRaw(String(definer))} AND r.rolname = ${t.name('owner')})`,
+        AND pg_catalog.sha256(pg_catalog.convert_to(p.prosrc, 'UTF8')) = pg_catalog.decode(${t.text('body')}, 'hex')
+        AND p.prosecdef = ${unsafeRaw(String(definer))} AND r.rolname = ${t.name('owner')})`,
       };
     }
     case 'view': {
