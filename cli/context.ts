@@ -11,6 +11,7 @@ import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/types.js';
 import { validateModel, withColumns } from '../src/model/validate.js';
 import { envKey, KEY_ENV, keyConnectionOptions, resolveKeysSync } from '../src/runtime/keys.js';
+import { loadParser } from '../src/sql/tree.js';
 import { c, EXIT, printProblems } from './output.js';
 
 export class ExitError extends Error {
@@ -145,6 +146,9 @@ export interface LoadedModel {
 
 /** Load and validate; exits 3 on problems. With a database, fills missing column lists from it. */
 export async function loadValidModel(file: string, db?: postgres.Sql): Promise<LoadedModel> {
+  // The SQL parser (WebAssembly, compiled on other threads) checks the model's expressions:
+  // start it now, so that it compiles while the file is read.
+  loadParser().catch(() => undefined);
   // Offline, every table must list its columns; with a database, missing lists are read from it.
   const loaded = await loadModel(file, { requireColumns: !db });
   let { model, problems } = loaded;
