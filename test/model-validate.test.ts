@@ -463,6 +463,8 @@ describe('checkExpression', () => {
     '(select 1) = 1',
     // libpg-query's own wrapper refused any text whose tree contains ERROR (src/sql/pg-parser.ts)
     "status <> 'ERROR'",
+    // a literal over two lines (the scanner's JSON had the newline unescaped)
+    "note = 'line one\nline two'",
   ])('accepts %s', async (text) => {
     expect(await checkExpression(text)).toEqual({ ok: true, normalized: text });
   });

@@ -157,6 +157,11 @@ describe("the parser without libpg-query's index module (src/sql/pg-parser.ts)",
       expect(pg.scanSync(text)).toEqual(lib.scanSync(text));
   });
 
+  it('scans literals with a newline or a tab in them (the scanner leaves them unescaped)', () => {
+    const tokens = pg.scanSync("x = 'line1\nline2' OR y = 'a\tb'").tokens.map((t) => t.text);
+    expect(tokens).toEqual(['x', '=', "'line1\nline2'", 'OR', 'y', '=', "'a\tb'"]);
+  });
+
   it("reports the parser's message on an error, and does not mistake ERROR in a tree for one", () => {
     expect(() => pg.parseSync('SELECT (')).toThrow('syntax error at end of input');
     expect(() => pg.parseSync('SELECT /* x')).toThrow('unterminated /* comment at or near "/* x"');

@@ -67,9 +67,22 @@ export function parseJsonSync(text: string): string {
   return out;
 }
 
-/** The tokens of `text`; throws the scanner's message on an error. */
+/**
+ * The tokens of `text`; throws the scanner's message on an error. The scanner writes each
+ * token's text into its JSON escaping quotes and backslashes but not control characters, so a
+ * literal with a newline or tab in it made the package's scanSync fail ("Bad control character
+ * in string literal in JSON"); they are escaped here first (JSON has no other place for them).
+ */
 export function scanSync(text: string): ScanResult {
-  return json<ScanResult>(call('_wasm_scan', text));
+  const out = call('_wasm_scan', text);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are the point
+  return json<ScanResult>(
+    out.startsWith('{') ? out.replace(/[\u0000-\u001f]/g, controlEscape) : out,
+  );
+}
+
+function controlEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
 export async function parse(text: string): Promise<ParseResult> {
