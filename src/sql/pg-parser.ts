@@ -75,11 +75,11 @@ export function parseJsonSync(text: string): string {
  */
 export function scanSync(text: string): ScanResult {
   const out = call('_wasm_scan', text);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are the point
-  return json<ScanResult>(
-    out.startsWith('{') ? out.replace(/[\u0000-\u001f]/g, controlEscape) : out,
-  );
+  return json<ScanResult>(out.startsWith('{') ? out.replace(CONTROL, controlEscape) : out);
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are the point
+const CONTROL = /[\u0000-\u001f]/g;
 
 function controlEscape(c: string): string {
   return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
