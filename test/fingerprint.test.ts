@@ -1,6 +1,7 @@
 /**
- * canonicalJson (src/catalog/fingerprint.ts) writes canonical JSON directly; its definition is
- * slowCanonical, JSON.stringify over copies with sorted entries. Every registry row stores the
+ * canonicalJson (src/catalog/canonical-json.ts) writes canonical JSON directly; its definition is
+ * slowCanonical, JSON.stringify over copies with sorted entries; the model's hash
+ * (src/model/load.ts) writes the same way, with bigints as text. Every registry row stores the
  * text and every plan compares it with the desired object's: one different character would
  * show every object as changed. No database.
  */
@@ -8,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { synthModel } from '../bench/toolchain.js';
 import { canonicalJson, slowCanonical } from '../src/catalog/fingerprint.js';
 import { compile } from '../src/compile/index.js';
-import { loadModel } from '../src/model/load.js';
+import { loadModel, canonicalJson as modelJson, slowModelJson } from '../src/model/load.js';
 import { validateModel } from '../src/model/validate.js';
 
 describe('canonicalJson', () => {
@@ -25,7 +26,10 @@ describe('canonicalJson', () => {
         }
       }
       expect(canonicalJson(model)).toBe(slowCanonical(model));
+      expect(modelJson(model)).toBe(slowModelJson(model));
     }
+    const input = synthModel(200, 20).input;
+    expect(modelJson(input)).toBe(slowModelJson(input));
     expect(n).toBeGreaterThan(10_000);
   });
 
@@ -52,7 +56,13 @@ describe('canonicalJson', () => {
       { boxed: new String('x'), n: new Number(1) },
       [{ b: [{ d: 1, c: 2 }], a: 0 }],
     ];
-    for (const v of values) expect(canonicalJson(v)).toBe(slowCanonical(v));
+    for (const v of values) {
+      expect(canonicalJson(v)).toBe(slowCanonical(v));
+      expect(modelJson(v)).toBe(slowModelJson(v));
+    }
+    // the model's hash writes bigints as their text, also in arrays and under odd keys
+    for (const v of [10n, [1n, { b: 2n, 3: -4n }], { big: 2n ** 70n }, undefined])
+      expect(modelJson(v)).toBe(slowModelJson(v));
     expect(canonicalJson({ b: 1, a: [2, { d: 3, c: 4 }] })).toBe('{"a":[2,{"c":4,"d":3}],"b":1}');
   });
 });

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type Document, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { writeCanonical } from '../catalog/canonical-json.js';
 import type { PathSegment, Problem, ProblemCode, ProblemPath, SourceMap } from './problems.js';
 import { formatPath } from './problems.js';
 import type { Model } from './types.js';
@@ -53,6 +54,14 @@ function problem(
 
 /** JSON with sorted object keys; undefined and functions are left out as JSON.stringify does. */
 export function canonicalJson(value: unknown): string {
+  // the same text, written without sorted copies for plain data (src/catalog/fingerprint.ts)
+  const fast = writeCanonical(value, true);
+  if (fast !== null) return fast ?? 'null';
+  return slowModelJson(value);
+}
+
+/** canonicalJson by definition (test/fingerprint.test.ts compares the two). */
+export function slowModelJson(value: unknown): string {
   return (
     JSON.stringify(value, (_key, v: unknown) => {
       if (typeof v === 'bigint') return v.toString();
