@@ -3,10 +3,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import postgres from 'postgres';
-import type { Target } from '../src/compile/index.js';
 import { PgwardenError } from '../src/errors.js';
 import { readColumns } from '../src/introspect/columns.js';
-import { resolveTarget } from '../src/introspect/target.js';
 import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/types.js';
 import { validateModel, withColumns } from '../src/model/validate.js';
@@ -124,18 +122,6 @@ export function connect(url: string, options: { keys?: readonly string[] } = {})
       ...keyConnectionOptions(keys),
     },
   });
-}
-
-/**
- * The target to compile for (resolveTarget), asked while the model loads: connecting and the
- * two catalog queries then overlap the model's loading (about 0.1 s of a plan). The model's
- * problems are still reported first, since callers await the model before this; an error here
- * is reported only when it is awaited.
- */
-export function readTargetEarly(db: postgres.Sql, given: Target | undefined): Promise<Target> {
-  const target = resolveTarget(db, given);
-  target.catch(() => undefined);
-  return target;
 }
 
 export interface LoadedModel {

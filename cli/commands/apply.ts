@@ -3,14 +3,9 @@ import { type Command, Option } from 'commander';
 import { apply } from '../../src/apply/index.js';
 import { compile, TARGETS, type Target } from '../../src/compile/index.js';
 import { PgwardenError } from '../../src/errors.js';
+import { resolveTarget } from '../../src/introspect/target.js';
 import { stepsNeedingPermission } from '../../src/plan/index.js';
-import {
-  connect,
-  databaseUrl,
-  findModelFile,
-  loadValidModel,
-  readTargetEarly,
-} from '../context.js';
+import { connect, databaseUrl, findModelFile, loadValidModel } from '../context.js';
 import { c, formatPlan } from '../output.js';
 
 export function register(program: Command): void {
@@ -67,7 +62,6 @@ Example:
       }) => {
         const db = connect(databaseUrl(opts.url));
         try {
-          const targetRead = readTargetEarly(db, opts.target);
           const { model, hash } = await loadValidModel(findModelFile(opts.model), db);
           const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true;
           if (!opts.yes && !interactive) {
@@ -77,7 +71,7 @@ Example:
               'Review `pgwarden plan`, then run apply with --yes.',
             );
           }
-          const target = await targetRead;
+          const target = await resolveTarget(db, opts.target);
           const result = await apply(db, compile(model, { rolePrefix: opts.rolePrefix, target }), {
             modelName: model.name,
             modelHash: hash,

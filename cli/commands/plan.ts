@@ -1,14 +1,8 @@
 import { type Command, Option } from 'commander';
 import { planAgainst } from '../../src/apply/index.js';
 import { compile, TARGETS, type Target } from '../../src/compile/index.js';
-import {
-  connect,
-  databaseUrl,
-  ExitError,
-  findModelFile,
-  loadValidModel,
-  readTargetEarly,
-} from '../context.js';
+import { resolveTarget } from '../../src/introspect/target.js';
+import { connect, databaseUrl, ExitError, findModelFile, loadValidModel } from '../context.js';
 import { EXIT, formatPlan } from '../output.js';
 
 export function register(program: Command): void {
@@ -43,11 +37,11 @@ export function register(program: Command): void {
       }) => {
         const db = connect(databaseUrl(opts.url));
         try {
-          const target = readTargetEarly(db, opts.target);
           const { model } = await loadValidModel(findModelFile(opts.model), db);
+          const target = await resolveTarget(db, opts.target);
           const plan = await planAgainst(
             db,
-            compile(model, { rolePrefix: opts.rolePrefix, target: await target }),
+            compile(model, { rolePrefix: opts.rolePrefix, target }),
           );
           if (opts.json) {
             const steps = plan.steps.map(({ object: _o, ...s }) => s);
