@@ -41,7 +41,7 @@ import { generate } from '../src/generate/index.js';
 import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/types.js';
 import { quoteIdent } from '../src/sql/quote.js';
-import { type BenchRow, median } from './rows.js';
+import { type BenchRow, cleanupOnSignal, median } from './rows.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(ROOT, 'bin', 'pgwarden.js');
@@ -577,22 +577,23 @@ export async function runToolchainBench(options: ToolchainBenchOptions): Promise
   const work = await mkdtemp(join(tmpdir(), 'pgwarden-toolchain-'));
   const databases: string[] = [];
   const open: postgres.Sql[] = [];
-  let cleaned = false;
-  const clean = async () => {
-    if (cleaned) return;
-    cleaned = true;
-    for (const db of open) await db.end({ timeout: 5 }).catch(() => undefined);
-    await cleanup(options.url, databases, prefix, log);
-    await rm(work, { recursive: true, force: true });
+  // one cleanup, however often asked: the run's own `finally` (after a signal ended its
+  // connections mid-query) waits for the one the signal started instead of returning at once
+  let cleaning: Promise<void> | undefined;
+  const clean = (): Promise<void> => {
+    cleaning ??= (async () => {
+      for (const db of open) await db.end({ timeout: 5 }).catch(() => undefined);
+      await cleanup(options.url, databases, prefix, log);
+      await rm(work, { recursive: true, force: true });
+    })();
+    return cleaning;
   };
-  const onSignal = (sig: NodeJS.Signals): void => {
-    log(`${sig}: cleaning up ${runId} ...`);
-    clean()
-      .catch((e: unknown) => log(`cleanup failed: ${String(e)}`))
-      .finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stopHandling = cleanupOnSignal(
+    runId,
+    `databases ${dbLib} and ${dbCli}, roles ${prefix}*, ${work}`,
+    clean,
+    log,
+  );
 
   try {
     const synth = synthModel(options.tables, options.jobs);
@@ -761,8 +762,7 @@ export async function runToolchainBench(options: ToolchainBenchOptions): Promise
     return rows;
   } finally {
     await clean();
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    stopHandling();
   }
 }
 
