@@ -41,14 +41,18 @@ async function oneByOne(
   db: postgres.TransactionSql,
   objects: readonly CatalogObject[],
 ): Promise<{ present: Record<string, boolean>; exists: Record<string, boolean> }> {
-  const [{ installed } = { installed: false }] = await db<{ installed: boolean }[]>`
-    SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed`;
+  const [{ installed, tables } = { installed: false, tables: [] }] = await db<
+    { installed: boolean; tables: string[] }[]
+  >`
+    SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed,
+      ARRAY(SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = 'pgwarden') AS tables`;
+  const catalogTables = new Set(tables);
   const version = await serverVersionNum(db);
   const present: Record<string, boolean> = {};
   const exists: Record<string, boolean> = {};
   for (const o of objects) {
     const [p] = await db.unsafe<{ r: boolean }[]>(
-      sql`SELECT ${presenceCheck(o, version, installed)} AS r`.text,
+      sql`SELECT ${presenceCheck(o, version, installed, catalogTables)} AS r`.text,
     );
     present[objectKey(o)] = p?.r === true;
     const e = existenceCheck(o);
@@ -145,6 +149,17 @@ describe('batched presence and existence checks agree with the checks one by one
       'catalog_row:row_checks:contracts:select',
       'catalog_row:tables:customers',
     ]);
+  });
+
+  it('on a catalog from before the file that adds a catalog table (an upgrade)', async () => {
+    // as a database applied by a pgwarden from before sql/016: no row_checks table
+    const { present } = await compare(t.sql, t.prefix, [
+      'DROP TABLE pgwarden.row_checks CASCADE',
+      "DELETE FROM pgwarden.applied_objects WHERE key = 'catalog:016' OR key LIKE 'catalog_row:row_checks:%'",
+    ]);
+    const rows = Object.entries(present).filter(([k]) => k.startsWith('catalog_row:row_checks:'));
+    expect(rows.length).toBeGreaterThan(2);
+    expect(rows.every(([, v]) => v === false)).toBe(true);
   });
 
   it('before anything was applied', async () => {

@@ -167,6 +167,8 @@ export function presenceCheck(
   o: CatalogObject,
   serverVersion: number,
   catalogInstalled: boolean,
+  /** pgwarden's catalog tables that exist (introspect passes them; undefined: all of them) */
+  catalogTables?: ReadonlySet<string>,
 ): Sql {
   switch (o.kind) {
     case 'role':
@@ -186,7 +188,8 @@ export function presenceCheck(
     case 'catalog':
       return unsafeRaw(catalogInstalled ? 'true' : 'false');
     case 'catalog_row': {
-      if (!catalogInstalled) return unsafeRaw('false');
+      // a catalog from before the file that adds the table (an upgrade's first plan): no row
+      if (!catalogInstalled || catalogTables?.has(o.table) === false) return unsafeRaw('false');
       const conds = Object.entries(o.values).map(
         ([c, v]) => sql`x.${unsafeRaw(quoteIdent(c))} IS NOT DISTINCT FROM ${catalogValue(v)}`,
       );
@@ -252,6 +255,17 @@ async function catalogPresent(db: Db): Promise<boolean> {
   return rows[0]?.installed === true;
 }
 
+/** Whether the catalog is installed, and its tables (a catalog from an older pgwarden lacks some). */
+async function catalogState(db: Db): Promise<{ installed: boolean; tables: Set<string> }> {
+  const rows = await query<{ installed: boolean; tables: string[] }>(
+    db,
+    unsafeRaw(`SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed,
+      ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'pgwarden' AND c.relkind IN ('r', 'p')) AS tables`),
+  );
+  return { installed: rows[0]?.installed === true, tables: new Set(rows[0]?.tables ?? []) };
+}
+
 export async function readRegistry(
   db: Db,
 ): Promise<{ installed: boolean; registry: Map<string, RegistryEntry> }> {
@@ -297,7 +311,10 @@ function yieldToIo(): Promise<void> {
 
 /** Registry and presence of every object that is desired or recorded. */
 export async function introspect(db: Db, desired: readonly CatalogObject[]): Promise<LiveState> {
-  const [serverVersion, installed] = await Promise.all([serverVersionNum(db), catalogPresent(db)]);
+  const [serverVersion, { installed, tables }] = await Promise.all([
+    serverVersionNum(db),
+    catalogState(db),
+  ]);
   // The queries are pipelined in the transaction and run one after the other on the server, so
   // the checks of the desired objects go out right behind the registry's read: the server runs
   // them while this side reads the registry and fingerprints. What the registry adds (objects
@@ -308,8 +325,8 @@ export async function introspect(db: Db, desired: readonly CatalogObject[]): Pro
       db,
       keys,
       of,
-      (o) => presenceBatch(o, installed),
-      (o) => presenceCheck(o, serverVersion, installed),
+      (o) => presenceBatch(o, installed, tables),
+      (o) => presenceCheck(o, serverVersion, installed, tables),
     );
   const existence = (keys: readonly string[], of: ReadonlyMap<string, CatalogObject>) =>
     evaluateChecks(
@@ -567,10 +584,14 @@ function catalogJson(v: CatalogValue): unknown {
 }
 
 /** presenceCheck as a batch, for the kinds that come in numbers; null: checked one by one. */
-function presenceBatch(o: CatalogObject, catalogInstalled: boolean): Batch | null {
+function presenceBatch(
+  o: CatalogObject,
+  catalogInstalled: boolean,
+  catalogTables: ReadonlySet<string>,
+): Batch | null {
   switch (o.kind) {
     case 'catalog_row': {
-      if (!catalogInstalled) return null; // 'false', no query
+      if (!catalogInstalled || !catalogTables.has(o.table)) return null; // 'false', no query
       // The row's key and values as one jsonb per object; jsonb_populate_record turns each into
       // the catalog table's own column types with the types' input functions, as the literals
       // of the single check are coerced to the column types (a {json} value goes in as the
