@@ -41,12 +41,17 @@ async function oneByOne(
   db: postgres.TransactionSql,
   objects: readonly CatalogObject[],
 ): Promise<{ present: Record<string, boolean>; exists: Record<string, boolean> }> {
-  const [{ installed, tables } = { installed: false, tables: [] }] = await db<
-    { installed: boolean; tables: string[] }[]
-  >`
-    SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed,
-      ARRAY(SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = 'pgwarden') AS tables`;
-  const catalogTables = new Set(tables);
+  const [{ installed } = { installed: false }] = await db<{ installed: boolean }[]>`
+    SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed`;
+  const columns = await db<{ table: string; column: string }[]>`
+    SELECT table_name AS table, column_name AS column FROM information_schema.columns
+    WHERE table_schema = 'pgwarden'`;
+  const catalogTables = new Map<string, Set<string>>();
+  for (const c of columns) {
+    const set = catalogTables.get(c.table) ?? new Set<string>();
+    set.add(c.column);
+    catalogTables.set(c.table, set);
+  }
   const version = await serverVersionNum(db);
   const present: Record<string, boolean> = {};
   const exists: Record<string, boolean> = {};
@@ -153,13 +158,18 @@ describe('batched presence and existence checks agree with the checks one by one
 
   it('on a catalog from before the file that adds a catalog table (an upgrade)', async () => {
     // as a database applied by a pgwarden from before sql/016: no row_checks table
+    // and, as before a file that adds a column, no jobs.privileged
     const { present } = await compare(t.sql, t.prefix, [
       'DROP TABLE pgwarden.row_checks CASCADE',
       "DELETE FROM pgwarden.applied_objects WHERE key = 'catalog:016' OR key LIKE 'catalog_row:row_checks:%'",
+      'ALTER TABLE pgwarden.jobs DROP COLUMN privileged CASCADE',
     ]);
     const rows = Object.entries(present).filter(([k]) => k.startsWith('catalog_row:row_checks:'));
     expect(rows.length).toBeGreaterThan(2);
     expect(rows.every(([, v]) => v === false)).toBe(true);
+    const jobs = Object.entries(present).filter(([k]) => k.startsWith('catalog_row:jobs:'));
+    expect(jobs.length).toBeGreaterThan(5);
+    expect(jobs.every(([, v]) => v === false)).toBe(true);
   });
 
   it('before anything was applied', async () => {

@@ -7,6 +7,7 @@ import { canonicalJson, fingerprint, sha256 } from '../catalog/fingerprint.js';
 import type {
   AuditLogObject,
   CatalogObject,
+  CatalogRowObject,
   CatalogValue,
   GrantObject,
   GrantTarget,
@@ -167,8 +168,8 @@ export function presenceCheck(
   o: CatalogObject,
   serverVersion: number,
   catalogInstalled: boolean,
-  /** pgwarden's catalog tables that exist (introspect passes them; undefined: all of them) */
-  catalogTables?: ReadonlySet<string>,
+  /** pgwarden's catalog tables that exist, with their columns (introspect passes them) */
+  catalogTables?: CatalogTables,
 ): Sql {
   switch (o.kind) {
     case 'role':
@@ -188,8 +189,10 @@ export function presenceCheck(
     case 'catalog':
       return unsafeRaw(catalogInstalled ? 'true' : 'false');
     case 'catalog_row': {
-      // a catalog from before the file that adds the table (an upgrade's first plan): no row
-      if (!catalogInstalled || catalogTables?.has(o.table) === false) return unsafeRaw('false');
+      // a catalog from before the file that adds the table or a column (an upgrade's first
+      // plan): the row is not there as described
+      if (!catalogInstalled || (catalogTables && !rowFits(o, catalogTables)))
+        return unsafeRaw('false');
       const conds = Object.entries(o.values).map(
         ([c, v]) => sql`x.${unsafeRaw(quoteIdent(c))} IS NOT DISTINCT FROM ${catalogValue(v)}`,
       );
@@ -255,15 +258,34 @@ async function catalogPresent(db: Db): Promise<boolean> {
   return rows[0]?.installed === true;
 }
 
-/** Whether the catalog is installed, and its tables (a catalog from an older pgwarden lacks some). */
-async function catalogState(db: Db): Promise<{ installed: boolean; tables: Set<string> }> {
-  const rows = await query<{ installed: boolean; tables: string[] }>(
+/** pgwarden's catalog tables -> their columns, as they are in the database. */
+export type CatalogTables = ReadonlyMap<string, ReadonlySet<string>>;
+
+/** The catalog row's table and columns are there (a catalog from an older pgwarden may lack them). */
+function rowFits(o: CatalogRowObject, tables: CatalogTables): boolean {
+  const columns = tables.get(o.table);
+  return (
+    columns !== undefined &&
+    columns.has(o.keyColumn) &&
+    Object.keys(o.values).every((c) => columns.has(c))
+  );
+}
+
+/** Whether the catalog is installed, and its tables with their columns. */
+async function catalogState(db: Db): Promise<{ installed: boolean; tables: CatalogTables }> {
+  const rows = await query<{ installed: boolean; tables: Record<string, string[]> | null }>(
     db,
     unsafeRaw(`SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed,
-      ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'pgwarden' AND c.relkind IN ('r', 'p')) AS tables`),
+      (SELECT pg_catalog.jsonb_object_agg(t.relname, t.columns) FROM (
+        SELECT c.relname, pg_catalog.array_agg(a.attname::text) AS columns
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE n.nspname = 'pgwarden' AND c.relkind IN ('r', 'p') GROUP BY c.relname) t) AS tables`),
   );
-  return { installed: rows[0]?.installed === true, tables: new Set(rows[0]?.tables ?? []) };
+  const tables = new Map<string, ReadonlySet<string>>();
+  for (const [name, columns] of Object.entries(rows[0]?.tables ?? {}))
+    tables.set(name, new Set(columns));
+  return { installed: rows[0]?.installed === true, tables };
 }
 
 export async function readRegistry(
@@ -587,11 +609,11 @@ function catalogJson(v: CatalogValue): unknown {
 function presenceBatch(
   o: CatalogObject,
   catalogInstalled: boolean,
-  catalogTables: ReadonlySet<string>,
+  catalogTables: CatalogTables,
 ): Batch | null {
   switch (o.kind) {
     case 'catalog_row': {
-      if (!catalogInstalled || !catalogTables.has(o.table)) return null; // 'false', no query
+      if (!catalogInstalled || !rowFits(o, catalogTables)) return null; // 'false', no query
       // The row's key and values as one jsonb per object; jsonb_populate_record turns each into
       // the catalog table's own column types with the types' input functions, as the literals
       // of the single check are coerced to the column types (a {json} value goes in as the
