@@ -264,11 +264,8 @@ export type CatalogTables = ReadonlyMap<string, ReadonlySet<string>>;
 /** The catalog row's table and columns are there (a catalog from an older pgwarden may lack them). */
 function rowFits(o: CatalogRowObject, tables: CatalogTables): boolean {
   const columns = tables.get(o.table);
-  return (
-    columns !== undefined &&
-    columns.has(o.keyColumn) &&
-    Object.keys(o.values).every((c) => columns.has(c))
-  );
+  if (!columns) return false;
+  return columns.has(o.keyColumn) && Object.keys(o.values).every((c) => columns.has(c));
 }
 
 /** Whether the catalog is installed, and its tables with their columns. */
