@@ -249,15 +249,6 @@ export async function serverVersionNum(db: Db): Promise<number> {
   return Number(rows[0]?.v ?? 0);
 }
 
-/** pgwarden's catalog (its registry of applied objects) is in this database. */
-async function catalogPresent(db: Db): Promise<boolean> {
-  const rows = await query<{ installed: boolean }>(
-    db,
-    unsafeRaw(`SELECT pg_catalog.to_regclass('pgwarden.applied_objects') IS NOT NULL AS installed`),
-  );
-  return rows[0]?.installed === true;
-}
-
 /** pgwarden's catalog tables -> their columns, as they are in the database. */
 export type CatalogTables = ReadonlyMap<string, ReadonlySet<string>>;
 
@@ -268,7 +259,7 @@ function rowFits(o: CatalogRowObject, tables: CatalogTables): boolean {
   return columns.has(o.keyColumn) && Object.keys(o.values).every((c) => columns.has(c));
 }
 
-/** Whether the catalog is installed, and its tables with their columns. */
+/** Whether pgwarden's catalog (its registry of applied objects) is installed; its tables' columns. */
 async function catalogState(db: Db): Promise<{ installed: boolean; tables: CatalogTables }> {
   const rows = await query<{ installed: boolean; tables: Record<string, string[]> | null }>(
     db,
@@ -288,7 +279,7 @@ async function catalogState(db: Db): Promise<{ installed: boolean; tables: Catal
 export async function readRegistry(
   db: Db,
 ): Promise<{ installed: boolean; registry: Map<string, RegistryEntry> }> {
-  const installed = await catalogPresent(db);
+  const { installed } = await catalogState(db);
   return { installed, registry: installed ? await registryEntries(db) : new Map() };
 }
 

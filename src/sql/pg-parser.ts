@@ -49,22 +49,21 @@ function call(fn: '_wasm_parse_query' | '_wasm_scan', text: string): string {
   }
 }
 
-function json<T>(out: string): T {
-  // the result is a JSON object; anything else is the parser's error message
+/** The C function's JSON result: an object; anything else is the parser's error message. */
+function jsonOf(fn: '_wasm_parse_query' | '_wasm_scan', text: string): string {
+  const out = call(fn, text);
   if (!out.startsWith('{')) throw new Error(out);
-  return JSON.parse(out) as T;
+  return out;
 }
 
 /** The parse tree of `text` (one or more statements); throws the parser's message on an error. */
 export function parseSync(text: string): ParseResult {
-  return json<ParseResult>(call('_wasm_parse_query', text));
+  return JSON.parse(parseJsonSync(text)) as ParseResult;
 }
 
 /** parseSync's tree as the parser writes it: JSON text, not parsed. */
 export function parseJsonSync(text: string): string {
-  const out = call('_wasm_parse_query', text);
-  if (!out.startsWith('{')) throw new Error(out);
-  return out;
+  return jsonOf('_wasm_parse_query', text);
 }
 
 /**
@@ -74,8 +73,7 @@ export function parseJsonSync(text: string): string {
  * in string literal in JSON"); they are escaped here first (JSON has no other place for them).
  */
 export function scanSync(text: string): ScanResult {
-  const out = call('_wasm_scan', text);
-  return json<ScanResult>(out.startsWith('{') ? out.replace(CONTROL, controlEscape) : out);
+  return JSON.parse(jsonOf('_wasm_scan', text).replace(CONTROL, controlEscape)) as ScanResult;
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are the point
